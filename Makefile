@@ -1,0 +1,34 @@
+# dbsync: PGXS build. `make && make install` as root, tests with `test/check` (see README.md).
+EXTENSION = dbsync
+MODULE_big = dbsync
+OBJS = \
+	src/dbsync.o \
+	src/server_options.o \
+	src/fdw_validator.o \
+	src/http.o \
+	src/http_errors.o \
+	src/json_layer.o \
+	src/flexi_client.o \
+	src/flexi_parse.o \
+	src/flexi_sql.o
+
+DATA = $(wildcard sql/dbsync--*.sql)
+PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
+
+# Warnings are errors; override with WERROR= for experiments only.
+WERROR ?= -Werror
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR)
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lcurl -ljansson
+
+REGRESS = fdw_options changes_fetch changes_control http_errors security
+REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

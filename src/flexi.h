@@ -1,0 +1,47 @@
+/*
+ * flexi.h: the ABRA Flexi client (Changes API) and the parsing of its replies.
+ */
+#ifndef DBSYNC_FLEXI_H
+#define DBSYNC_FLEXI_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+#include "server_options.h"
+
+#define FLEXI_MAX_LIMIT 1000
+#define FLEXI_DEFAULT_LIMIT 100
+
+typedef struct FlexiChange
+{
+	char	   *evidence;		/* faktura-vydana, adresar, ... */
+	int64		version;		/* @in-version */
+	char	   *operation;		/* create, update or delete */
+	Timestamp	changed_at;		/* @timestamp, the server's local time */
+	int64		record_id;		/* numeric id */
+	List	   *external_ids;	/* code:..., ext:... (char *) */
+} FlexiChange;
+
+typedef struct FlexiChangePage
+{
+	int64		global_version; /* @globalVersion */
+	bool		has_next;		/* false when next is "none" */
+	int64		next_version;	/* where the listing continues */
+	int			nchanges;
+	FlexiChange *changes;
+} FlexiChangePage;
+
+/* flexi_client.c: one request each. */
+extern FlexiChangePage *flexi_fetch_changes(const DbsyncServer *srv, bool has_start, int64 start,
+											int limit, List *evidences);
+extern void flexi_set_changes_enabled(const DbsyncServer *srv, bool enable);
+extern bool flexi_changes_enabled(const DbsyncServer *srv);
+extern int64 flexi_global_version(const DbsyncServer *srv);
+
+/* flexi_parse.c: replies to values; ERROR for anything malformed, never a partial result. */
+extern FlexiChangePage *flexi_parse_change_page(const char *body, size_t len, const char *what);
+extern bool flexi_parse_status_xml(const char *body, bool *enabled);
+extern char *flexi_error_message(const char *body, size_t len);
+extern bool flexi_parse_timestamp(const char *s, Timestamp *result);
+
+#endif

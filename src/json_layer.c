@@ -1,0 +1,160 @@
+/*
+ * json_layer.c: the only file that includes jansson.h (see json_layer.h).
+ */
+#include "postgres.h"
+
+#include <jansson.h>
+
+#include "common/string.h"
+#include "utils/memutils.h"
+
+#include "json_layer.h"
+
+/* Drops the document when the memory context it belongs to goes away. */
+static void
+release_document(void *arg)
+{
+	json_decref((json_t *) arg);
+}
+
+static void
+attach_to_context(json_t *root)
+{
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	cb->func = release_document;
+	cb->arg = root;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+}
+
+DbsyncJson *
+dbsync_json_parse(const char *text, size_t len, const char *what)
+{
+	json_error_t err;
+	json_t	   *root;
+
+	/* Reserve the callback first so that a failed palloc cannot leak the tree. */
+	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+
+	root = json_loadb(text, len, 0, &err);
+	if (root == NULL)
+	{
+		pfree(cb);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_JSON_TEXT),
+				 errmsg("%s is not valid JSON", what),
+				 len == 0 ? errdetail("The body is empty.")
+				 : errdetail("%s at line %d, column %d (byte %d of %zu).",
+							 err.text, err.line, err.column, err.position, len)));
+	}
+	cb->func = release_document;
+	cb->arg = root;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return root;
+}
+
+DbsyncJson *
+dbsync_json_try_parse(const char *text, size_t len)
+{
+	json_t	   *root;
+
+	if (text == NULL || len == 0)
+		return NULL;
+	root = json_loadb(text, len, 0, NULL);
+	if (root != NULL)
+		attach_to_context(root);
+	return root;
+}
+
+bool
+dbsync_json_is_object(const DbsyncJson *v)
+{
+	return v != NULL && json_is_object(v);
+}
+
+bool
+dbsync_json_is_array(const DbsyncJson *v)
+{
+	return v != NULL && json_is_array(v);
+}
+
+DbsyncJson *
+dbsync_json_member(const DbsyncJson *v, const char *key)
+{
+	if (v == NULL || !json_is_object(v))
+		return NULL;
+	return json_object_get(v, key);
+}
+
+size_t
+dbsync_json_array_length(const DbsyncJson *v)
+{
+	return (v != NULL && json_is_array(v)) ? json_array_size(v) : 0;
+}
+
+DbsyncJson *
+dbsync_json_array_item(const DbsyncJson *v, size_t i)
+{
+	return (v != NULL && json_is_array(v)) ? json_array_get(v, i) : NULL;
+}
+
+const char *
+dbsync_json_string(const DbsyncJson *v)
+{
+	return (v != NULL && json_is_string(v)) ? json_string_value(v) : NULL;
+}
+
+bool
+dbsync_json_int64(const DbsyncJson *v, int64 *result)
+{
+	const char *s;
+	const char *p;
+	bool		negative = false;
+	uint64		acc = 0;
+
+	if (v == NULL)
+		return false;
+	if (json_is_integer(v))
+	{
+		*result = (int64) json_integer_value(v);
+		return true;
+	}
+	s = dbsync_json_string(v);
+	if (s == NULL || *s == '\0')
+		return false;
+
+	/* Exactly an optional '-' and digits: no spaces, no '+', no fraction. */
+	p = s;
+	if (*p == '-')
+	{
+		negative = true;
+		p++;
+	}
+	if (*p == '\0')
+		return false;
+	for (; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		if (acc > (PG_UINT64_MAX - (*p - '0')) / 10)
+			return false;
+		acc = acc * 10 + (*p - '0');
+	}
+	if (negative ? acc > (uint64) PG_INT64_MAX + 1 : acc > (uint64) PG_INT64_MAX)
+		return false;
+	*result = negative ? (int64) (0 - acc) : (int64) acc;
+	return true;
+}
+
+char *
+dbsync_json_dump(const DbsyncJson *v)
+{
+	char	   *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	char	   *result;
+
+	if (s == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	result = pstrdup(s);
+	free(s);
+	return result;
+}

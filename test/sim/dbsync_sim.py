@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""Local HTTP simulator of the remote APIs dbsync talks to (tests, benchmarks).
+
+Python 3 standard library only; listens on 127.0.0.1 by default.
+
+    python3 test/sim/dbsync_sim.py --port 0 --port-file /tmp/sim.port \
+        [--host 127.0.0.1] [--user api] [--password secret] \
+        [--fixture PATH] [--log PATH]
+
+API modules (currently flexi.py: ABRA Flexi, under /c/) register path
+prefixes; this file owns the server, dispatch, fault injection and stats.
+
+Control endpoints (no auth):
+    GET  /_sim/health                  200 "ok"
+    GET  /_sim/stats                   {"requests", "connections", "api_connections", "by_path"}
+    POST /_sim/reset                   clear armed faults, module state, stats
+    POST /_sim/fault?company=C&mode=M[&status=S][&seconds=N][&count=K]
+         arm the next K (default 1) requests of company C to fail with mode M
+         (status, slow, malformed, truncated, truncated-json, reset).
+         Several arm calls for one company queue up in order.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import flexi  # noqa: E402
+from simcore import FAULT_MODES, Fault, Request, Response  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_FIXTURE = os.path.normpath(
+    os.path.join(HERE, "..", "fixtures", "flexi-changes-real.json"))
+JSON_CT = "application/json; charset=utf-8"
+CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError,
+                     ConnectionAbortedError, TimeoutError)
+
+
+class FaultBook:
+    """Armed on-demand faults: scope -> queue of [Fault, remaining count]."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._armed = {}
+
+    def arm(self, scope, fault, count):
+        with self._lock:
+            self._armed.setdefault(scope, deque()).append([fault, count])
+
+    def take(self, scope):
+        with self._lock:
+            queue = self._armed.get(scope)
+            if not queue:
+                return None
+            entry = queue[0]
+            entry[1] -= 1
+            if entry[1] <= 0:
+                queue.popleft()
+            return entry[0]
+
+    def clear(self):
+        with self._lock:
+            self._armed.clear()
+
+
+class Stats:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self._lock:
+            self.requests = 0
+            self.connections = 0
+            self.api_clients = set()  # (host, port) of connections that carried API requests
+            self.by_path = Counter()
+
+    def connection(self):
+        with self._lock:
+            self.connections += 1
+
+    def request(self, path, client):
+        with self._lock:
+            self.requests += 1
+            self.api_clients.add(client)
+            self.by_path[path] += 1
+
+    def snapshot(self):
+        with self._lock:
+            return {"requests": self.requests,
+                    "connections": self.connections,
+                    "api_connections": len(self.api_clients),
+                    "by_path": dict(self.by_path)}
+
+
+class Sim:
+    """Process-wide state shared by all request threads."""
+
+    def __init__(self, options, log_file=None):
+        self.options = options
+        self.log_file = log_file
+        self.log_lock = threading.Lock()
+        self.stop = threading.Event()
+        self.faults = FaultBook()
+        self.stats = Stats()
+        self.modules = [flexi.FlexiModule(options)]
+
+    def module_for(self, path):
+        for module in self.modules:
+            if any(path.startswith(p) for p in module.prefixes):
+                return module
+        return None
+
+    def reset(self):
+        self.faults.clear()
+        self.stats.reset()
+        for module in self.modules:
+            module.reset()
+
+    def sleep(self, seconds):
+        # Wakes up early on shutdown, so slow requests never delay exit.
+        self.stop.wait(max(0.0, seconds))
+
+    def log(self, method, target, status, nbytes):
+        self.log_line(f"{method} {target} {status} {nbytes}")
+
+    def log_line(self, line):
+        with self.log_lock:
+            if self.log_file is not None:
+                self.log_file.write(line + "\n")
+
+    def close_log(self):
+        with self.log_lock:
+            if self.log_file is not None:
+                self.log_file.close()
+                self.log_file = None
+
+
+def json_response(status, obj):
+    return Response(status, json.dumps(obj).encode(), JSON_CT)
+
+
+# --- /_sim/* control endpoints ------------------------------------------
+
+def control(sim, req):
+    name = req.path[len("/_sim/"):]
+    handler = CONTROL.get(name)
+    if handler is None:
+        return json_response(404, {"error": f"unknown control endpoint {name}"})
+    methods, func = handler
+    if req.method not in methods:
+        return json_response(405, {"error": f"use {' or '.join(methods)}"})
+    return func(sim, req)
+
+
+def control_health(sim, req):
+    return Response(200, b"ok", "text/plain; charset=utf-8")
+
+
+def control_stats(sim, req):
+    return json_response(200, sim.stats.snapshot())
+
+
+def control_reset(sim, req):
+    sim.reset()
+    return json_response(200, {"reset": True})
+
+
+def control_fault(sim, req):
+    try:
+        fault, scope, count = parse_fault(req)
+    except ValueError as exc:
+        return json_response(400, {"error": str(exc)})
+    sim.faults.arm(scope, fault, count)
+    return json_response(200, {"armed": {
+        "company": scope, "mode": fault.mode, "status": fault.status,
+        "seconds": fault.seconds, "count": count}})
+
+
+def parse_fault(req):
+    scope = req.param("company") or req.param("scope")
+    if not scope:
+        raise ValueError("company is required")
+    mode = req.param("mode", "status")
+    if mode not in FAULT_MODES:
+        raise ValueError(f"mode must be one of {', '.join(FAULT_MODES)}")
+    try:
+        count = int(req.param("count", "1"))
+        status = int(req.param("status", "503"))
+        seconds = float(req.param("seconds", "60"))
+    except ValueError:
+        raise ValueError("count, status and seconds must be numbers") from None
+    if count < 1 or not 100 <= status <= 599 or seconds < 0:
+        raise ValueError("need count >= 1, 100 <= status <= 599, seconds >= 0")
+    return Fault(mode, status, seconds), scope, count
+
+
+CONTROL = {
+    "health": (("GET",), control_health),
+    "stats": (("GET",), control_stats),
+    "reset": (("POST", "PUT"), control_reset),
+    "fault": (("POST", "PUT"), control_fault),
+}
+
+
+# --- HTTP plumbing ------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "dbsync-sim"
+    timeout = 300  # reap idle keep-alive connections eventually
+
+    def version_string(self):
+        return self.server_version
+
+    def handle(self):
+        try:
+            super().handle()
+        except CONNECTION_ERRORS:
+            self.close_connection = True  # client went away; nothing to say
+
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def log_request(self, code="-", size="-"):
+        pass  # we log ourselves, once the outcome is known
+
+    def log_message(self, format, *args):
+        self.server.sim.log_line("# " + (format % args))
+
+    def dispatch(self):
+        sim = self.server.sim
+        body = self.read_body()
+        if body is None:
+            return
+        path, _, query = self.path.partition("?")
+        req = Request(self.command, path, query,
+                      parse_qs(query, keep_blank_values=True),
+                      self.headers, body, sim.faults.take, sim.sleep)
+        try:
+            resp = self.route(sim, req)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            resp = json_response(500, {"error": "internal simulator error"})
+        self.send(resp, req)
+
+    def route(self, sim, req):
+        if req.path.startswith("/_sim/"):
+            return control(sim, req)
+        sim.stats.request(req.path, self.client_address)
+        module = sim.module_for(req.path)
+        if module is None:
+            return json_response(404, {"error": "unknown path"})
+        return module.handle(req)
+
+    def read_body(self):
+        """The request body (b"" if none); None after answering 400."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self.read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self.send(json_response(400, {"error": "bad Content-Length"}))
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def read_chunked(self):
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline().strip():  # skip trailers
+                    pass
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()  # CRLF after each chunk
+
+    def send(self, resp, req=None):
+        target = req.target if req else self.path
+        if resp.transport == "reset":
+            self.send_reset()
+            self.server.sim.log(self.command, target, "RST", 0)
+            return
+        body = resp.body
+        announced = len(body)
+        if resp.transport == "truncated-json":
+            body = body[:len(body) // 2]
+            announced = len(body)
+        elif resp.transport == "truncated":
+            body = body[:len(body) // 2]  # announce the full length, send half
+            self.close_connection = True
+        self.send_response(resp.status)
+        if resp.content_type:
+            self.send_header("Content-Type", resp.content_type)
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(announced))
+        self.end_headers()
+        self.wfile.write(body)
+        self.server.sim.log(self.command, target, resp.status, len(body))
+
+    def send_reset(self):
+        # SO_LINGER on with timeout 0 makes close() send RST instead of FIN.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()  # the fd really closes once rfile is closed
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # never wait for (possibly sleeping) handlers
+    allow_reuse_address = True
+
+    def __init__(self, address, sim):
+        self.sim = sim
+        super().__init__(address, Handler)
+
+    def process_request(self, request, client_address):
+        self.sim.stats.connection()
+        super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # includes client disconnects
+            return
+        traceback.print_exc(file=sys.stderr)
+
+
+# --- entry point --------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="dbsync remote API simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    p.add_argument("--port-file", help="write the chosen port here")
+    p.add_argument("--user", default="api")
+    p.add_argument("--password", default="secret")
+    p.add_argument("--fixture", default=DEFAULT_FIXTURE,
+                   help="Flexi changes fixture (JSON list of payloads)")
+    p.add_argument("--log", help="request log file (default: no log)")
+    return p.parse_args(argv)
+
+
+def write_port_file(path, port):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"{port}\n")
+    os.replace(tmp, path)  # readers never see a partial file
+
+
+def main(argv=None):
+    options = parse_args(argv)
+    log_file = (open(options.log, "a", buffering=1, encoding="utf-8")
+                if options.log else None)
+    sim = Sim(options, log_file)
+    server = SimServer((options.host, options.port), sim)
+    if options.port_file:
+        write_port_file(options.port_file, server.server_address[1])
+
+    def on_signal(signum, frame):
+        sim.stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    thread = threading.Thread(target=server.serve_forever,
+                              kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    while not sim.stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    sim.close_log()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

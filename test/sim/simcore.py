@@ -1,0 +1,65 @@
+"""Types shared by the simulator core (dbsync_sim.py) and the API modules.
+
+Kept separate so that API modules never import dbsync_sim.py, which runs as
+__main__ (importing it again would create a second copy of every class).
+
+An API module is any object with:
+    prefixes: list of path prefixes it owns (e.g. ["/c/"])
+    handle(req: Request) -> Response
+    reset() -> None            (forget per-run state; called by /_sim/reset)
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+# Transport-level fault modes, applied by the server when sending a Response.
+TRANSPORT_MODES = ("truncated", "truncated-json", "reset")
+# All fault modes that can be armed through /_sim/fault.
+FAULT_MODES = ("status", "slow", "malformed") + TRANSPORT_MODES
+
+
+@dataclass
+class Fault:
+    mode: str               # one of FAULT_MODES
+    status: int = 503       # for mode "status"
+    seconds: float = 60.0   # for mode "slow"
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: Optional[str] = None
+    headers: list = field(default_factory=list)  # extra (name, value) pairs
+    # None, or one of TRANSPORT_MODES: how the server should damage the reply.
+    transport: Optional[str] = None
+
+
+@dataclass
+class Request:
+    method: str
+    path: str               # raw (still percent-encoded) path, no query
+    query: str              # raw query string, "" if none
+    params: dict            # name -> list of decoded values
+    headers: object         # http.client.HTTPMessage
+    body: bytes
+    # take_fault(scope) -> Fault or None: consume one armed on-demand fault.
+    take_fault: Callable[[str], Optional[Fault]]
+    # sleep(seconds): interruptible sleep that ends early on server shutdown.
+    sleep: Callable[[float], None]
+
+    def param(self, name, default=None):
+        """Last value of a query parameter, or default."""
+        values = self.params.get(name)
+        return values[-1] if values else default
+
+    @property
+    def target(self):
+        """Path plus query, as the client sent it."""
+        return self.path + ("?" + self.query if self.query else "")
+
+
+def text_response(status, text, content_type="text/plain; charset=utf-8",
+                  headers=None):
+    return Response(status, text.encode("utf-8"), content_type,
+                    list(headers or []))

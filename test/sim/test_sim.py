@@ -1,0 +1,592 @@
+"""Self-test of the simulator: python3 -m unittest discover -s test/sim -p 'test_*.py'
+
+Starts dbsync_sim.py as a subprocess on a free port and checks its behaviour
+over real HTTP (http.client, raw sockets for the transport faults).
+"""
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from urllib.parse import quote
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "dbsync_sim.py")
+FIXTURE = os.path.join(HERE, "..", "fixtures", "flexi-changes-real.json")
+PASSWORD = "pa55-Word"
+AUTH = "Basic " + base64.b64encode(f"api:{PASSWORD}".encode()).decode()
+
+
+class SimProcess:
+    """One simulator subprocess with its own temp dir."""
+
+    def __init__(self, *extra):
+        self.dir = tempfile.TemporaryDirectory(prefix="dbsync-sim-test-")
+        self.port_file = os.path.join(self.dir.name, "port")
+        self.log_path = os.path.join(self.dir.name, "requests.log")
+        self.stdout_path = os.path.join(self.dir.name, "stdout")
+        started = time.monotonic()
+        with open(self.stdout_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, SCRIPT, "--port", "0", "--port-file",
+                 self.port_file, "--password", PASSWORD, "--log",
+                 self.log_path, *extra], stdout=out)
+        while not os.path.exists(self.port_file):
+            if time.monotonic() - started > 5 or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("simulator did not start")
+            time.sleep(0.01)
+        self.startup_seconds = time.monotonic() - started
+        with open(self.port_file) as f:
+            self.port_text = f.read()
+        self.port = int(self.port_text)
+
+    def connect(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def stop(self):
+        """SIGTERM; returns (exit code, seconds it took)."""
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        return code, time.monotonic() - started
+
+    def cleanup(self):
+        self.dir.cleanup()
+
+
+class Reply:
+    def __init__(self, resp, body):
+        self.status = resp.status
+        self.headers = resp
+        self.body = body
+
+    def header(self, name):
+        return self.headers.getheader(name)
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def fixture_changes():
+    """The demo log as the test itself understands the fixture."""
+    with open(FIXTURE, encoding="utf-8") as f:
+        payloads = json.load(f)
+    by_version = {}
+    for p in payloads:
+        for c in p["winstrom"]["changes"]:
+            by_version.setdefault(int(c["@in-version"]), c)
+    return [by_version[v] for v in sorted(by_version)]
+
+
+def gen_version(i):
+    return 1000 + i + i // 7
+
+
+class SimTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = SimProcess()
+
+    @classmethod
+    def tearDownClass(cls):
+        code, seconds = cls.sim.stop()
+        cls.sim.cleanup()
+        assert code == 0, f"simulator exit code {code}"
+        assert seconds < 3, f"shutdown took {seconds:.1f} s"
+
+    def setUp(self):
+        self.call("POST", "/_sim/reset", auth=False)
+
+    # -- helpers --
+
+    def call(self, method, path, body=None, headers=None, auth=True, conn=None):
+        own = conn is None
+        conn = conn or self.sim.connect()
+        hdrs = dict(headers or {})
+        if auth:
+            hdrs.setdefault("Authorization", AUTH)
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        if method in ("POST", "PUT") and body is None:
+            body = b""
+        try:
+            conn.request(method, path, body, hdrs)
+            resp = conn.getresponse()
+            return Reply(resp, resp.read())
+        finally:
+            if own:
+                conn.close()
+
+    def changes(self, company, query="", conn=None):
+        reply = self.call("GET", f"/c/{company}/changes.json{query}", conn=conn)
+        self.assertEqual(reply.status, 200, reply.body[:200])
+        return reply.json()["winstrom"]
+
+    def all_changes(self, company, query="", limit=1000):
+        out, start = [], None
+        conn = self.sim.connect()
+        try:
+            while True:
+                q = f"?limit={limit}" + (f"&start={start}" if start else "") + query
+                page = self.changes(company, q, conn)
+                out += page["changes"]
+                if page["next"] == "none":
+                    return out
+                start = page["next"]
+        finally:
+            conn.close()
+
+    def assert_flexi_error(self, reply, status):
+        self.assertEqual(reply.status, status, reply.body[:200])
+        self.assertTrue(reply.header("Content-Type").startswith("application/json"))
+        body = reply.json()["winstrom"]
+        self.assertEqual(body["success"], "false")
+        self.assertTrue(body["message"])
+        return body["message"]
+
+    # -- process, control --
+
+    def test_startup_and_port_file(self):
+        self.assertRegex(self.sim.port_text, r"^[0-9]+\n$")
+        self.assertLess(self.sim.startup_seconds, 1.0)
+
+    def test_health(self):
+        reply = self.call("GET", "/_sim/health", auth=False)
+        self.assertEqual((reply.status, reply.body), (200, b"ok"))
+
+    def test_unknown_paths(self):
+        self.assertEqual(self.call("GET", "/nothing/here").status, 404)
+        self.assert_flexi_error(self.call("GET", "/c/demo/nothing/x/y.json"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/demo/changes.xml"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/demo/no-such-evidence.json"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/no-such-company/changes.json"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/gen0/changes.json"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/gen10000001/changes.json"), 404)
+
+    # -- auth --
+
+    def test_auth(self):
+        for headers in ({"Authorization": ""},
+                        {"Authorization": "Basic " + base64.b64encode(b"api:wrong").decode()},
+                        {"Authorization": "Basic !!!"}):
+            reply = self.call("GET", "/c/demo/changes.json", headers=headers, auth=False)
+            self.assert_flexi_error(reply, 401)
+            self.assertEqual(reply.header("WWW-Authenticate"), 'Basic realm="ABRA Flexi"')
+            self.assertNotIn(b"wrong", reply.body)
+        reply = self.call("GET", "/c/demo/changes.json", auth=False)
+        self.assertEqual(reply.status, 401)
+        # Auth comes before anything else, even faults and unknown companies.
+        self.assertEqual(self.call("GET", "/c/reset/changes.json", auth=False).status, 401)
+        self.assertEqual(self.call("GET", "/c/nope/changes.json", auth=False).status, 401)
+
+    # -- demo changes --
+
+    def test_demo_log_is_the_fixture(self):
+        expected = fixture_changes()
+        self.assertEqual(len(expected), 332)  # no version occurs twice
+        self.assertEqual(self.all_changes("demo", limit=50), expected)
+        page = self.changes("demo", "?limit=1&add-global-version=true")
+        self.assertEqual(page["@globalVersion"], "3656999")
+        self.assertEqual(list(page), ["@globalVersion", "changes", "next"])
+        self.assertEqual(page["next"], str(int(expected[0]["@in-version"]) + 1))
+
+    def test_demo_body_shape(self):
+        reply = self.call("GET", "/c/demo/changes.json?limit=1000")
+        self.assertEqual(reply.header("Content-Type"), "application/json; charset=utf-8")
+        self.assertEqual(int(reply.header("Content-Length")), len(reply.body))
+        self.assertIn(rb'"code:VF2-1419\/2021"', reply.body)  # Flexi escapes "/"
+        for change in reply.json()["winstrom"]["changes"]:
+            self.assertEqual(list(change), ["@evidence", "@in-version", "@operation",
+                                            "@timestamp", "id", "external-ids"])
+            self.assertTrue(all(isinstance(v, str) for k, v in change.items()
+                                if k != "external-ids"))
+
+    def test_limits_and_start(self):
+        self.assertEqual(len(self.changes("demo")["changes"]), 100)
+        self.assertEqual(len(self.changes("gen5000", "?limit=5000")["changes"]), 1000)
+        for bad in ("limit=0", "limit=-1", "limit=abc", "limit=1.5", "limit=",
+                    "start=abc", "start=1e3"):
+            self.assert_flexi_error(self.call("GET", f"/c/demo/changes.json?{bad}"), 400)
+
+    def test_next(self):
+        self.assertEqual(self.changes("gen10", "?limit=10")["next"], "none")
+        page = self.changes("gen10", "?limit=9")
+        self.assertEqual(page["next"], str(gen_version(8) + 1))
+        page = self.changes("gen10", f"?start={page['next']}")
+        self.assertEqual([c["@in-version"] for c in page["changes"]], [str(gen_version(9))])
+        self.assertEqual(page["next"], "none")
+        # start inside a version gap (1007 does not exist) and past the end
+        self.assertEqual(self.changes("gen10", "?start=1007")["changes"][0]["@in-version"], "1008")
+        self.assertEqual(self.changes("gen10", "?start=999999"),
+                         {"@globalVersion": str(gen_version(9) + 3), "changes": [], "next": "none"})
+
+    def test_evidence_filter(self):
+        expected = [c for c in fixture_changes() if c["@evidence"] in ("smlouva", "adresar")]
+        page = self.changes("demo", "?evidence=smlouva&evidence=adresar")
+        self.assertEqual((page["changes"], page["next"]), (expected, "none"))
+        banka = [c for c in fixture_changes() if c["@evidence"] == "banka"]
+        page = self.changes("demo", "?evidence=banka&limit=3")
+        self.assertEqual(page["next"], str(int(banka[2]["@in-version"]) + 1))
+        self.assertEqual(self.all_changes("demo", "&evidence=banka", limit=7), banka)
+        self.assertEqual(self.changes("gen1000", "?evidence=banka")["changes"], [])
+        page = self.changes("gen1000", "?evidence=cenik&limit=1000")
+        self.assertEqual(len(page["changes"]), 200)
+        self.assertEqual(page["next"], "none")
+
+    # -- generated logs --
+
+    def test_gen_small(self):
+        page = self.changes("gen25", "?limit=100")
+        changes = page["changes"]
+        self.assertEqual(len(changes), 25)
+        self.assertEqual([c["@in-version"] for c in changes],
+                         [str(gen_version(i)) for i in range(25)])
+        self.assertEqual(page["@globalVersion"], str(gen_version(24) + 3))
+        self.assertEqual(page, self.changes("gen25", "?limit=100"))  # deterministic
+        self.assertEqual(changes[0], {
+            "@evidence": "faktura-vydana", "@in-version": "1000", "@operation": "create",
+            "@timestamp": "2024-01-01 08:00:00.0", "id": "1", "external-ids": ["code:X1"]})
+
+    def test_gen_rules(self):
+        changes = self.all_changes("gen6000")
+        self.assertEqual(len(changes), 6000)
+        ops, alive = {}, {}
+        for c in changes:
+            key = (c["@evidence"], c["id"])
+            op = c["@operation"]
+            if key not in alive or not alive[key]:
+                self.assertEqual(op, "create", c)
+            else:
+                self.assertIn(op, ("update", "delete"), c)
+            alive[key] = op != "delete"
+            ops[op] = ops.get(op, 0) + 1
+        self.assertEqual(set(ops), {"create", "update", "delete"})
+        self.assertEqual({c["@evidence"] for c in changes},
+                         {"faktura-vydana", "faktura-vydana-polozka", "adresar",
+                          "cenik", "objednavka-prijata"})
+        digits = {len(c["@timestamp"].partition(".")[2]) for c in changes}
+        self.assertEqual(digits, {1, 2, 3, 4, 5, 6})
+        stamps = [c["@timestamp"] for c in changes]
+        inversions = [i for i in range(1, len(stamps)) if stamps[i] < stamps[i - 1]]
+        self.assertTrue(inversions)
+        self.assertTrue(all(i % 13 == 12 for i in inversions))
+        ext = [c["external-ids"] for c in changes]
+        self.assertIn([], ext)
+        self.assertTrue(any(len(e) == 2 and e[1].startswith("ext:sim:") for e in ext))
+
+    def test_gen_paging_is_fast(self):
+        started = time.monotonic()
+        changes = self.all_changes("gen100000", limit=1000)
+        elapsed = time.monotonic() - started
+        self.assertEqual(len(changes), 100000)
+        self.assertEqual(changes[-1]["@in-version"], str(gen_version(99999)))
+        self.assertLess(elapsed, 10)
+        page = self.changes("gen100000", "?start=1000&limit=1000")
+        self.assertEqual(len(page["changes"]), 1000)
+        self.assertEqual(page["next"], str(gen_version(999) + 1))
+        page = self.changes("gen10000000", "?start=9000000&limit=1000")
+        self.assertEqual(len(page["changes"]), 1000)
+
+    # -- enable / disable --
+
+    def test_enable_disable(self):
+        status = self.call("GET", "/c/demo/changes/status.xml")
+        self.assertEqual(status.header("Content-Type"), "application/xml")
+        self.assertEqual(status.body.decode(), '<?xml version="1.0" encoding="utf-8"?>\n'
+                         '<winstrom version="1.0">\n  <success>true</success>\n</winstrom>')
+        self.assertIn(b"<success>true</success>", self.call("PUT", "/c/demo/changes/disable.xml").body)
+        self.assertIn(b"<success>false</success>", self.call("GET", "/c/demo/changes/status.xml").body)
+        self.assertIn("není", self.assert_flexi_error(self.call("GET", "/c/demo/changes.json"), 400))
+        self.assertEqual(self.call("GET", "/c/gen5/changes.json").status, 200)  # per company
+        self.assertEqual(self.call("POST", "/c/demo/changes/enable.xml").status, 200)
+        self.assertEqual(self.call("GET", "/c/demo/changes.json").status, 200)
+        self.assertEqual(self.call("GET", "/c/demo/changes/enable.xml").status, 405)
+
+    def test_disabled_company(self):
+        self.assertIn(b"<success>false</success>", self.call("GET", "/c/disabled/changes/status.xml").body)
+        self.assert_flexi_error(self.call("GET", "/c/disabled/changes.json"), 400)
+        self.assertEqual(self.call("GET", "/c/disabled/adresar.json").status, 200)
+        self.call("PUT", "/c/disabled/changes/enable.xml")
+        self.assertEqual(self.changes("disabled", "?limit=1000")["changes"], fixture_changes()[:332])
+        self.call("POST", "/_sim/reset", auth=False)
+        self.assert_flexi_error(self.call("GET", "/c/disabled/changes.json"), 400)
+
+    def test_locked_company(self):
+        reply = self.call("PUT", "/c/locked/changes/enable.xml", headers={"Content-Length": "0"})
+        self.assertEqual(reply.status, 400)
+        self.assertEqual(reply.header("Content-Type"), "application/xml")
+        self.assertIn(b'could not obtain lock on relation "drady"', reply.body)
+        self.assertIn(b"LOCK TABLE drady IN ACCESS EXCLUSIVE MODE NOWAIT", reply.body)
+        self.assertEqual(self.call("POST", "/c/locked/changes/disable.xml").status, 200)
+        self.assertEqual(self.call("POST", "/c/locked/changes/enable.xml").status, 400)
+
+    # -- records --
+
+    def test_record_detail(self):
+        reply = self.call("GET", "/c/demo/adresar/4435.json")
+        self.assertEqual(reply.status, 200)
+        body = reply.json()["winstrom"]
+        self.assertEqual(body["@version"], "1.0")
+        [rec] = body["adresar"]
+        self.assertEqual((rec["id"], rec["kod"], rec["nazev"]), ("4435", "TEST5", "adresar 4435"))
+        self.assertRegex(rec["lastUpdate"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+01:00$")
+        [inv] = self.call("GET", "/c/gen100/faktura-vydana/2.json").json()["winstrom"]["faktura-vydana"]
+        self.assertRegex(inv["sumCelkem"], r"^\d+\.\d\d$")
+        self.assertEqual(inv["firma@ref"], f"/c/gen100/adresar/{int(inv['firma'][10:])}.json")
+        [item] = self.call("GET", "/c/gen100/faktura-vydana-polozka/2.json").json()[
+            "winstrom"]["faktura-vydana-polozka"]
+        self.assertEqual((item["doklFak"], item["doklFak@ref"]), ("2", "/c/gen100/faktura-vydana/2.json"))
+        self.assert_flexi_error(self.call("GET", "/c/demo/adresar/1.json"), 404)
+        # gen: id 1 lives create, update, delete (rounds 0..2), so it is gone
+        self.assert_flexi_error(self.call("GET", "/c/gen100/adresar/1.json"), 404)
+
+    def test_deleted_records_match_the_log(self):
+        alive = {}
+        for c in self.all_changes("gen3000"):
+            alive[(c["@evidence"], int(c["id"]))] = c["@operation"] != "delete"
+        for evidence in ("adresar", "faktura-vydana-polozka"):
+            listed = self.call("GET", f"/c/gen3000/{evidence}.json?limit=0").json()["winstrom"][evidence]
+            self.assertEqual([int(r["id"]) for r in listed],
+                             sorted(rid for (ev, rid), ok in alive.items() if ev == evidence and ok))
+
+    def test_code_redirect(self):
+        for path in ("/c/demo/faktura-vydana/code:VF2-1419%2F2021.json?detail=full",
+                     "/c/demo/faktura-vydana/code%3AVF2-1419%2F2021.json?detail=full",
+                     "/c/demo/faktura-vydana/code:VF2-1419/2021.json?detail=full"):
+            reply = self.call("GET", path)
+            self.assertEqual(reply.status, 303, path)
+            location = reply.header("Location")
+            self.assertRegex(location, r"^/c/demo/faktura-vydana/[0-9]+\.json\?detail=full$")
+            [rec] = self.call("GET", location).json()["winstrom"]["faktura-vydana"]
+            self.assertEqual(rec["kod"], "VF2-1419/2021")
+        self.assertEqual(self.call("GET", "/c/gen100/cenik/code:X2.json").header("Location"),
+                         "/c/gen100/cenik/2.json")
+        self.assertEqual(self.call("GET", "/c/gen100/cenik/ext:sim:4.json").status, 303)
+        self.assert_flexi_error(self.call("GET", "/c/demo/adresar/code:NOPE.json"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/gen100/adresar/code:X1.json"), 404)  # deleted
+
+    def test_listing(self):
+        ids = sorted({int(c["id"]) for c in fixture_changes() if c["@evidence"] == "faktura-vydana"})
+        body = self.call("GET", "/c/demo/faktura-vydana.json").json()["winstrom"]
+        self.assertEqual([int(r["id"]) for r in body["faktura-vydana"]], ids[:20])
+        self.assertNotIn("@rowCount", body)
+        body = self.call("GET", "/c/demo/faktura-vydana.json?start=5&limit=3&add-row-count=true"
+                         "&add-global-version=true").json()["winstrom"]
+        self.assertEqual([int(r["id"]) for r in body["faktura-vydana"]], ids[5:8])
+        self.assertEqual((body["@rowCount"], body["@globalVersion"]), (str(len(ids)), "3656999"))
+        body = self.call("GET", "/c/demo/faktura-vydana.json?limit=0").json()["winstrom"]
+        self.assertEqual(len(body["faktura-vydana"]), len(ids))
+        self.assertEqual(self.call("GET", "/c/gen10/banka.json").json()["winstrom"]["banka"], [])
+        self.assert_flexi_error(self.call("GET", "/c/demo/adresar.json?limit=-1"), 400)
+
+    def test_filter_segment(self):
+        wanted = "(id in (4435, 1, 4436))"
+        for segment in (quote(wanted), wanted.replace(" ", "%20")):
+            body = self.call("GET", f"/c/demo/adresar/{segment}.json").json()["winstrom"]
+            self.assertEqual([r["id"] for r in body["adresar"]], ["4435"])
+        body = self.call("GET", "/c/gen100/cenik/" + quote("(id in (2,3,999))") + ".json").json()
+        self.assertEqual([r["id"] for r in body["winstrom"]["cenik"]], ["2", "3"])
+        body = self.call("GET", "/c/gen100/cenik/" + quote("(kod = 'X3')") + ".json").json()
+        self.assertEqual([r["id"] for r in body["winstrom"]["cenik"]], ["3"])
+        self.assert_flexi_error(self.call("GET", "/c/demo/adresar/" + quote("(nazev like 'x')") + ".json"), 400)
+
+    def test_bulk_get(self):
+        reply = self.call("POST", "/c/gen100/cenik/get.json",
+                          {"winstrom": {"id": [3, "2", "code:X4", "code:NONE", 999, 1]}})
+        self.assertEqual(reply.status, 200)
+        self.assertEqual([r["id"] for r in reply.json()["winstrom"]["cenik"]], ["2", "3", "4"])
+        self.assert_flexi_error(self.call("POST", "/c/gen100/cenik/get.json", b"{nope"), 400)
+        self.assertEqual(self.call("GET", "/c/gen100/cenik/get.json").status, 405)
+
+    # -- fault companies --
+
+    def test_status_companies(self):
+        for code in (500, 503, 404, 400):
+            for path in ("changes.json", "changes/status.xml", "adresar.json"):
+                message = self.assert_flexi_error(self.call("GET", f"/c/status-{code}/{path}"), code)
+                self.assertEqual(message, f"Simulated error {code}")
+
+    def test_slow(self):
+        started = time.monotonic()
+        page = self.changes("slow-0.3", "?limit=1000")
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual(page["changes"], fixture_changes())
+
+    def test_malformed(self):
+        reply = self.call("GET", "/c/malformed/changes.json")
+        self.assertEqual(reply.status, 200)
+        self.assertEqual(reply.header("Content-Type"), "application/json")
+        self.assertRaises(ValueError, json.loads, reply.body)
+
+    def test_truncated(self):
+        conn = self.sim.connect()
+        conn.request("GET", "/c/truncated/changes.json", headers={"Authorization": AUTH})
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertRaises(http.client.IncompleteRead, resp.read)
+        conn.close()
+
+    def test_truncated_json(self):
+        reply = self.call("GET", "/c/truncated-json/changes.json")
+        self.assertEqual(reply.status, 200)
+        self.assertEqual(int(reply.header("Content-Length")), len(reply.body))
+        full = self.call("GET", "/c/demo/changes.json").body
+        self.assertEqual(reply.body, full[:len(full) // 2])
+        self.assertRaises(ValueError, json.loads, reply.body)
+
+    def test_reset(self):
+        with self.assertRaises(ConnectionResetError):  # includes RemoteDisconnected
+            self.call("GET", "/c/reset/changes.json")
+        with socket.create_connection(("127.0.0.1", self.sim.port), timeout=5) as s:
+            s.sendall(b"GET /c/reset/changes.json HTTP/1.1\r\nHost: x\r\n"
+                      b"Authorization: " + AUTH.encode() + b"\r\n\r\n")
+            with self.assertRaises(ConnectionResetError):  # RST, not a clean EOF
+                s.recv(100)
+
+    def test_wrongshape(self):
+        reply = self.call("GET", "/c/wrongshape/changes.json")
+        self.assertEqual((reply.status, reply.json()), (200, {"winstrom": {"@version": "1.0"}}))
+        reply = self.call("GET", "/c/wrongshape/adresar.json")
+        self.assertEqual((reply.status, reply.json()), (200, {"hello": "world"}))
+
+    def test_badvalues(self):
+        changes = self.changes("badvalues")["changes"]
+        expected = fixture_changes()[:100]
+        self.assertEqual(len(changes), 100)
+        self.assertEqual(changes[0]["@in-version"], "12x")
+        self.assertEqual(changes[1]["@operation"], "merge")
+        self.assertEqual(changes[2]["@timestamp"], "yesterday")
+        self.assertEqual(changes[3:], expected[3:])
+        self.assertEqual(self.changes("demo")["changes"], expected)  # demo untouched
+
+    def test_huge(self):
+        reply = self.call("GET", "/c/huge/changes.json")
+        self.assertEqual(reply.status, 200)
+        self.assertGreater(len(reply.body), 18_000_000)
+        self.assertLess(len(reply.body), 25_000_000)
+        body = reply.json()["winstrom"]
+        self.assertGreater(len(body["changes"]), 100_000)
+        self.assertEqual(body["next"], "none")
+
+    def test_client_disconnects_mid_response(self):
+        with socket.create_connection(("127.0.0.1", self.sim.port), timeout=5) as s:
+            s.sendall(b"GET /c/huge/changes.json HTTP/1.1\r\nHost: x\r\n"
+                      b"Authorization: " + AUTH.encode() + b"\r\n\r\n")
+            s.recv(1000)
+        self.assertEqual(self.call("GET", "/_sim/health", auth=False).status, 200)
+        with open(self.sim.stdout_path, "rb") as f:
+            self.assertEqual(f.read(), b"")
+
+    def test_redirect_loop(self):
+        reply = self.call("GET", "/c/redirect-loop/changes.json?start=5&limit=2")
+        self.assertEqual(reply.status, 302)
+        self.assertEqual(reply.header("Location"), "/c/redirect-loop/changes.json?start=5&limit=2")
+
+    def test_nolicense(self):
+        for method, path in (("GET", "changes.json"), ("PUT", "changes/enable.xml"),
+                             ("GET", "changes/status.xml"), ("GET", "adresar/1.json")):
+            message = self.assert_flexi_error(self.call(method, f"/c/nolicense/{path}"), 403)
+            self.assertIn("licenci", message)
+
+    # -- on-demand faults --
+
+    def test_armed_status_fault(self):
+        reply = self.call("POST", "/_sim/fault?company=demo&mode=status&status=503&count=2", auth=False)
+        self.assertEqual(reply.status, 200)
+        self.assertEqual(self.call("GET", "/c/gen5/changes.json").status, 200)  # other company
+        self.assert_flexi_error(self.call("GET", "/c/demo/changes.json"), 503)
+        self.assert_flexi_error(self.call("GET", "/c/demo/adresar.json"), 503)
+        self.assertEqual(self.call("GET", "/c/demo/changes.json").status, 200)
+
+    def test_armed_fault_modes(self):
+        for mode in ("malformed", "truncated-json", "reset", "truncated"):
+            self.call("POST", f"/_sim/fault?company=gen50&mode={mode}", auth=False)
+        self.call("POST", "/_sim/fault?company=gen50&mode=slow&seconds=0.2", auth=False)
+        self.assertRaises(ValueError, json.loads, self.call("GET", "/c/gen50/changes.json").body)
+        self.assertRaises(ValueError, json.loads, self.call("GET", "/c/gen50/changes.json").body)
+        self.assertRaises(ConnectionResetError, self.call, "GET", "/c/gen50/changes.json")
+        self.assertRaises(http.client.IncompleteRead, self.call, "GET", "/c/gen50/changes.json")
+        started = time.monotonic()
+        self.assertEqual(len(self.changes("gen50")["changes"]), 50)
+        self.assertGreaterEqual(time.monotonic() - started, 0.2)
+        self.assertEqual(len(self.changes("gen50")["changes"]), 50)
+
+    def test_reset_clears_armed_faults(self):
+        self.call("POST", "/_sim/fault?company=demo&mode=status&count=5", auth=False)
+        self.call("POST", "/_sim/reset", auth=False)
+        self.assertEqual(self.call("GET", "/c/demo/changes.json").status, 200)
+        self.assertEqual(self.call("POST", "/_sim/fault?company=demo&mode=bogus", auth=False).status, 400)
+        self.assertEqual(self.call("POST", "/_sim/fault?mode=status", auth=False).status, 400)
+
+    # -- stats, keep-alive, log --
+
+    def test_stats_and_keep_alive(self):
+        conn = self.sim.connect()
+        for _ in range(5):
+            self.changes("gen100", "?limit=10", conn)
+        self.call("GET", "/c/demo/changes/status.xml", conn=conn)
+        stats = self.call("GET", "/_sim/stats", auth=False, conn=conn).json()
+        conn.close()
+        self.assertEqual(stats["connections"], 1)  # setUp's reset used its own
+        self.assertEqual(stats["requests"], 6)
+        self.assertEqual(stats["by_path"], {"/c/gen100/changes.json": 5,
+                                            "/c/demo/changes/status.xml": 1})
+
+    def test_log_file(self):
+        self.call("GET", "/c/gen7/changes.json?limit=3")
+        self.call("GET", "/c/gen7/changes.json", headers={"Authorization": "Basic " +
+                  base64.b64encode(b"api:leaked-secret").decode()}, auth=False)
+        with open(self.sim.log_path, encoding="utf-8") as f:
+            log = f.read()
+        self.assertRegex(log, r"GET /c/gen7/changes.json\?limit=3 200 \d+\n")
+        self.assertRegex(log, r"GET /c/gen7/changes.json 401 \d+\n")
+        self.assertNotIn("leaked-secret", log)
+        self.assertNotIn(PASSWORD, log)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_sigterm_with_a_slow_request_in_flight(self):
+        sim = SimProcess()
+        try:
+            errors = []
+
+            def slow_call():
+                conn = sim.connect(timeout=30)
+                try:
+                    conn.request("GET", "/c/slow/changes.json", headers={"Authorization": AUTH})
+                    conn.getresponse().read()
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(exc)
+                finally:
+                    conn.close()
+
+            worker = threading.Thread(target=slow_call, daemon=True)
+            worker.start()
+            time.sleep(0.3)  # the request is now sleeping in the server
+            code, seconds = sim.stop()
+            self.assertEqual(code, 0)
+            self.assertLess(seconds, 3)
+            worker.join(5)
+            with open(sim.stdout_path, "rb") as f:
+                self.assertEqual(f.read(), b"")
+        finally:
+            sim.stop()
+            sim.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
