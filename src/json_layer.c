@@ -10,60 +10,80 @@
 
 #include "json_layer.h"
 
-/* Drops the document when the memory context it belongs to goes away. */
-static void
-release_document(void *arg)
+/*
+ * jansson allocates through these, in a memory context of ours: a document is
+ * one context, freed with its parent, and building it costs far less than
+ * glibc malloc would. Allocation failures return NULL, which jansson reports
+ * as an ordinary error, so no ERROR ever jumps out of jansson.
+ */
+static MemoryContext alloc_cxt = NULL;
+static bool alloc_funcs_set = false;
+
+static void *
+json_alloc(size_t size)
 {
-	json_decref((json_t *) arg);
+	return MemoryContextAllocExtended(alloc_cxt ? alloc_cxt : CurrentMemoryContext, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
 }
 
 static void
-attach_to_context(json_t *root)
+json_free(void *ptr)
 {
-	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+	if (ptr != NULL)
+		pfree(ptr);
+}
 
-	cb->func = release_document;
-	cb->arg = root;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+static void
+use_context(MemoryContext cxt)
+{
+	if (!alloc_funcs_set)
+	{
+		json_set_alloc_funcs(json_alloc, json_free);
+		alloc_funcs_set = true;
+	}
+	alloc_cxt = cxt;
+}
+
+/* Parses into a new context under the current one; NULL (and err) on failure. */
+static json_t *
+load(const char *text, size_t len, json_error_t *err)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "dbsync JSON document",
+											  ALLOCSET_DEFAULT_SIZES);
+	json_t	   *root;
+
+	use_context(cxt);
+	root = json_loadb(text, len, 0, err);
+	use_context(NULL);
+	if (root == NULL)
+		MemoryContextDelete(cxt);
+	return root;
 }
 
 DbsyncJson *
 dbsync_json_parse(const char *text, size_t len, const char *what)
 {
 	json_error_t err;
-	json_t	   *root;
+	json_t	   *root = load(text, len, &err);
 
-	/* Reserve the callback first so that a failed palloc cannot leak the tree. */
-	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
-
-	root = json_loadb(text, len, 0, &err);
 	if (root == NULL)
-	{
-		pfree(cb);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_JSON_TEXT),
 				 errmsg("%s is not valid JSON", what),
 				 len == 0 ? errdetail("The body is empty.")
 				 : errdetail("%s at line %d, column %d (byte %d of %zu).",
 							 err.text, err.line, err.column, err.position, len)));
-	}
-	cb->func = release_document;
-	cb->arg = root;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
 	return root;
 }
 
 DbsyncJson *
 dbsync_json_try_parse(const char *text, size_t len)
 {
-	json_t	   *root;
+	json_error_t err;
 
 	if (text == NULL || len == 0)
 		return NULL;
-	root = json_loadb(text, len, 0, NULL);
-	if (root != NULL)
-		attach_to_context(root);
-	return root;
+	return load(text, len, &err);
 }
 
 bool
@@ -149,12 +169,12 @@ dbsync_json_int64(const DbsyncJson *v, int64 *result)
 char *
 dbsync_json_dump(const DbsyncJson *v)
 {
-	char	   *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	char	   *result;
+	char	   *s;
 
+	use_context(CurrentMemoryContext);
+	s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	use_context(NULL);
 	if (s == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	result = pstrdup(s);
-	free(s);
-	return result;
+	return s;
 }

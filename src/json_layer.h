@@ -3,8 +3,8 @@
  *
  * jansson.h cannot share a file with utils/builtins.h (both declare
  * json_object), so only json_layer.c includes it; everyone else sees an
- * opaque DbsyncJson. A parsed document lives as long as the memory context
- * that was current when it was parsed.
+ * opaque DbsyncJson. A parsed document lives in a memory context of its own,
+ * a child of the one current when it was parsed, and goes with it.
  */
 #ifndef DBSYNC_JSON_LAYER_H
 #define DBSYNC_JSON_LAYER_H

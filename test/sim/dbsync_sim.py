@@ -8,11 +8,15 @@ Python 3 standard library only; listens on 127.0.0.1 by default.
         [--fixture PATH] [--log PATH]
 
 API modules (currently flexi.py: ABRA Flexi, under /c/) register path
-prefixes; this file owns the server, dispatch, fault injection and stats.
+prefixes; this file owns the server, dispatch, fault injection, stats and
+gzip (of replies the module marks compressible, if the client accepts gzip).
 
 Control endpoints (no auth):
     GET  /_sim/health                  200 "ok"
-    GET  /_sim/stats                   {"requests", "connections", "api_connections", "by_path"}
+    GET  /_sim/stats                   {"requests", "connections", "api_connections", "by_path",
+                                        "user_agents", "accept_encodings"}
+                                       (the last two: header value -> count of API
+                                        requests, "" when the header is absent)
     POST /_sim/reset                   clear armed faults, module state, stats
     POST /_sim/fault?company=C&mode=M[&status=S][&seconds=N][&count=K]
          arm the next K (default 1) requests of company C to fail with mode M
@@ -21,6 +25,7 @@ Control endpoints (no auth):
 """
 
 import argparse
+import gzip
 import json
 import os
 import signal
@@ -84,23 +89,29 @@ class Stats:
             self.connections = 0
             self.api_clients = set()  # (host, port) of connections that carried API requests
             self.by_path = Counter()
+            self.user_agents = Counter()       # User-Agent -> API requests
+            self.accept_encodings = Counter()  # Accept-Encoding -> API requests
 
     def connection(self):
         with self._lock:
             self.connections += 1
 
-    def request(self, path, client):
+    def request(self, path, client, user_agent="", accept_encoding=""):
         with self._lock:
             self.requests += 1
             self.api_clients.add(client)
             self.by_path[path] += 1
+            self.user_agents[user_agent] += 1
+            self.accept_encodings[accept_encoding] += 1
 
     def snapshot(self):
         with self._lock:
             return {"requests": self.requests,
                     "connections": self.connections,
                     "api_connections": len(self.api_clients),
-                    "by_path": dict(self.by_path)}
+                    "by_path": dict(self.by_path),
+                    "user_agents": dict(self.user_agents),
+                    "accept_encodings": dict(self.accept_encodings)}
 
 
 class Sim:
@@ -148,6 +159,16 @@ class Sim:
 
 def json_response(status, obj):
     return Response(status, json.dumps(obj).encode(), JSON_CT)
+
+
+def accepts_gzip(headers):
+    """True if Accept-Encoding lists gzip (and not with q=0)."""
+    for item in headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() == "gzip":
+            q = params.strip().lower()
+            return not (q.startswith("q=") and q[2:].strip("0. ") == "")
+    return False
 
 
 # --- /_sim/* control endpoints ------------------------------------------
@@ -261,7 +282,9 @@ class Handler(BaseHTTPRequestHandler):
     def route(self, sim, req):
         if req.path.startswith("/_sim/"):
             return control(sim, req)
-        sim.stats.request(req.path, self.client_address)
+        sim.stats.request(req.path, self.client_address,
+                          req.headers.get("User-Agent", ""),
+                          req.headers.get("Accept-Encoding", ""))
         module = sim.module_for(req.path)
         if module is None:
             return json_response(404, {"error": "unknown path"})
@@ -299,6 +322,10 @@ class Handler(BaseHTTPRequestHandler):
             self.server.sim.log(self.command, target, "RST", 0)
             return
         body = resp.body
+        headers = list(resp.headers)
+        if resp.compressible and req is not None and accepts_gzip(req.headers):
+            body = gzip.compress(body, mtime=0)  # mtime=0: same bytes every time
+            headers.append(("Content-Encoding", "gzip"))
         announced = len(body)
         if resp.transport == "truncated-json":
             body = body[:len(body) // 2]
@@ -309,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(resp.status)
         if resp.content_type:
             self.send_header("Content-Type", resp.content_type)
-        for name, value in resp.headers:
+        for name, value in headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(announced))
         self.end_headers()

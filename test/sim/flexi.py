@@ -22,6 +22,8 @@ name selects the data and the behaviour:
   nolicense     403 for every endpoint.
   locked        like demo, but enable.xml fails with the "drady" lock error.
   disabled      like demo, but the changes API starts disabled.
+  gzip          like demo, but every 200 body is gzip-compressed
+                (Content-Encoding: gzip) when Accept-Encoding lists gzip.
 
 Endpoints (JSON only; every number is a JSON string, as in Flexi):
   GET  changes.json?start=&limit=&evidence=...   the change log
@@ -95,7 +97,7 @@ PARENT_FIELDS = {"faktura-vydana-polozka": "doklFak", "banka-polozka": "doklBan"
 FAULT_COMPANIES = ("malformed", "truncated", "truncated-json", "reset")
 # Companies with their own behaviour on top of the demo data.
 SPECIAL_COMPANIES = ("wrongshape", "badvalues", "huge", "redirect-loop",
-                     "nolicense", "locked", "disabled")
+                     "nolicense", "locked", "disabled", "gzip")
 
 
 @dataclass(frozen=True)
@@ -450,7 +452,10 @@ class FlexiModule:
         if company is None:
             return error(404, f"Firma '{unquote(parts[0])}' neexistuje.")
         fault = req.take_fault(company.name) or company.fault
-        return self._with_fault(fault, req, company, parts[1:])
+        resp = self._with_fault(fault, req, company, parts[1:])
+        if company.kind == "gzip" and resp.status == 200:
+            resp.compressible = True
+        return resp
 
     def _authorized(self, header):
         if not header or header[:6].lower() != "basic ":

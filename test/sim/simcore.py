@@ -33,6 +33,9 @@ class Response:
     headers: list = field(default_factory=list)  # extra (name, value) pairs
     # None, or one of TRANSPORT_MODES: how the server should damage the reply.
     transport: Optional[str] = None
+    # True: the server gzips the body if the request's Accept-Encoding
+    # lists gzip (before any transport damage).
+    compressible: bool = False
 
 
 @dataclass

@@ -5,6 +5,7 @@ over real HTTP (http.client, raw sockets for the transport faults).
 """
 
 import base64
+import gzip
 import http.client
 import json
 import os
@@ -130,6 +131,18 @@ class SimTest(unittest.TestCase):
         finally:
             if own:
                 conn.close()
+
+    def call_bare(self, path):
+        """GET without Accept-Encoding (http.client sends "identity" by default)."""
+        conn = self.sim.connect()
+        try:
+            conn.putrequest("GET", path, skip_accept_encoding=True)
+            conn.putheader("Authorization", AUTH)
+            conn.endheaders()
+            resp = conn.getresponse()
+            return Reply(resp, resp.read())
+        finally:
+            conn.close()
 
     def changes(self, company, query="", conn=None):
         reply = self.call("GET", f"/c/{company}/changes.json{query}", conn=conn)
@@ -502,6 +515,38 @@ class SimTest(unittest.TestCase):
             message = self.assert_flexi_error(self.call(method, f"/c/nolicense/{path}"), 403)
             self.assertIn("licenci", message)
 
+    def test_gzip(self):
+        accept = {"Accept-Encoding": "deflate, gzip;q=0.8"}
+        # Paths whose bodies do not name the company, so demo's are comparable.
+        for path in ("changes.json?limit=1000", "changes.json?limit=3&start=3000000",
+                     "changes/status.xml", "adresar.json?limit=0", "adresar/4435.json"):
+            demo = self.call("GET", f"/c/demo/{path}")
+            self.assertEqual(demo.status, 200, path)
+            plain = self.call("GET", f"/c/gzip/{path}")
+            bare = self.call_bare(f"/c/gzip/{path}")
+            packed = self.call("GET", f"/c/gzip/{path}", headers=accept)
+            for reply in (plain, bare, packed):
+                self.assertEqual(reply.status, 200, path)
+                self.assertEqual(reply.header("Content-Type"), demo.header("Content-Type"))
+                self.assertEqual(int(reply.header("Content-Length")), len(reply.body))
+            for reply in (plain, bare):
+                self.assertIsNone(reply.header("Content-Encoding"), path)
+                self.assertEqual(reply.body, demo.body, path)
+            self.assertEqual(packed.header("Content-Encoding"), "gzip", path)
+            self.assertEqual(packed.body[:2], b"\x1f\x8b")
+            self.assertEqual(gzip.decompress(packed.body), demo.body, path)
+        full = self.call("GET", "/c/gzip/changes.json?limit=1000", headers=accept)
+        self.assertLess(len(full.body), len(gzip.decompress(full.body)) // 5)
+        # demo never compresses; gzip compresses only 200 replies, and q=0 means no
+        self.assertIsNone(self.call("GET", "/c/demo/changes.json", headers=accept)
+                          .header("Content-Encoding"))
+        reply = self.call("GET", "/c/gzip/adresar/1.json", headers=accept)
+        self.assertIsNone(reply.header("Content-Encoding"))
+        self.assert_flexi_error(reply, 404)
+        self.assertIsNone(self.call("GET", "/c/gzip/changes.json",
+                                    headers={"Accept-Encoding": "gzip;q=0"})
+                          .header("Content-Encoding"))
+
     # -- on-demand faults --
 
     def test_armed_status_fault(self):
@@ -545,6 +590,20 @@ class SimTest(unittest.TestCase):
         self.assertEqual(stats["requests"], 6)
         self.assertEqual(stats["by_path"], {"/c/gen100/changes.json": 5,
                                             "/c/demo/changes/status.xml": 1})
+
+    def test_stats_headers(self):
+        self.call("GET", "/c/gen5/changes.json", headers={"User-Agent": "dbsync-test/1.0"})
+        stats = self.call("GET", "/_sim/stats", auth=False).json()
+        self.assertEqual(stats["user_agents"], {"dbsync-test/1.0": 1})
+        self.assertEqual(stats["accept_encodings"], {"identity": 1})  # http.client default
+        self.call_bare("/c/gen5/changes.json")
+        self.call("GET", "/c/gzip/changes.json", headers={"Accept-Encoding": "gzip"})
+        stats = self.call("GET", "/_sim/stats", auth=False).json()
+        self.assertEqual(stats["user_agents"], {"dbsync-test/1.0": 1, "": 2})
+        self.assertEqual(stats["accept_encodings"], {"identity": 1, "": 1, "gzip": 1})
+        self.call("POST", "/_sim/reset", auth=False)
+        stats = self.call("GET", "/_sim/stats", auth=False).json()
+        self.assertEqual((stats["user_agents"], stats["accept_encodings"]), ({}, {}))
 
     def test_log_file(self):
         self.call("GET", "/c/gen7/changes.json?limit=3")
