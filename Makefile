@@ -32,3 +32,6 @@ EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track headers: rebuild every object when one changes.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

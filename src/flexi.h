@@ -38,8 +38,12 @@ extern void flexi_set_changes_enabled(const DbsyncServer *srv, bool enable);
 extern bool flexi_changes_enabled(const DbsyncServer *srv);
 extern int64 flexi_global_version(const DbsyncServer *srv);
 
-/* flexi_parse.c: replies to values; ERROR for anything malformed, never a partial result. */
-extern FlexiChangePage *flexi_parse_change_page(const char *body, size_t len, const char *what);
+/*
+ * flexi_parse.c: replies to values; ERROR for anything malformed, never a
+ * partial result. A page is parsed in place: its strings point into the body,
+ * which it modifies and which must live as long as the page.
+ */
+extern FlexiChangePage *flexi_parse_change_page(char *body, size_t len, const char *what);
 extern bool flexi_parse_status_xml(const char *body, bool *enabled);
 extern char *flexi_error_message(const char *body, size_t len);
 extern bool flexi_parse_timestamp(const char *s, Timestamp *result);

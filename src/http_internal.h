@@ -10,11 +10,13 @@
 #include "http.h"
 
 #define DBSYNC_HTTP_MAX_REDIRECTS 5
+#define DBSYNC_HTTP_RECV_BUFFER (128L * 1024)
 
 /* State of one transfer, filled by libcurl's callbacks. */
 typedef struct HttpTransfer
 {
 	const DbsyncHttpRequest *req;
+	CURL	   *easy;
 	MemoryContext cxt;			/* where the body buffer lives */
 	char	   *buf;
 	size_t		len;

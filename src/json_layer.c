@@ -125,26 +125,12 @@ dbsync_json_string(const DbsyncJson *v)
 }
 
 bool
-dbsync_json_int64(const DbsyncJson *v, int64 *result)
+dbsync_parse_int64_strict(const char *s, int64 *result)
 {
-	const char *s;
-	const char *p;
+	const char *p = s;
 	bool		negative = false;
 	uint64		acc = 0;
 
-	if (v == NULL)
-		return false;
-	if (json_is_integer(v))
-	{
-		*result = (int64) json_integer_value(v);
-		return true;
-	}
-	s = dbsync_json_string(v);
-	if (s == NULL || *s == '\0')
-		return false;
-
-	/* Exactly an optional '-' and digits: no spaces, no '+', no fraction. */
-	p = s;
 	if (*p == '-')
 	{
 		negative = true;
@@ -164,6 +150,22 @@ dbsync_json_int64(const DbsyncJson *v, int64 *result)
 		return false;
 	*result = negative ? (int64) (0 - acc) : (int64) acc;
 	return true;
+}
+
+bool
+dbsync_json_int64(const DbsyncJson *v, int64 *result)
+{
+	const char *s;
+
+	if (v == NULL)
+		return false;
+	if (json_is_integer(v))
+	{
+		*result = (int64) json_integer_value(v);
+		return true;
+	}
+	s = dbsync_json_string(v);
+	return s != NULL && dbsync_parse_int64_strict(s, result);
 }
 
 char *

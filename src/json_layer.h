@@ -40,6 +40,9 @@ extern const char *dbsync_json_string(const DbsyncJson *v);
  */
 extern bool dbsync_json_int64(const DbsyncJson *v, int64 *result);
 
+/* Exactly an optional '-' and decimal digits, within int64; no spaces, '+' or fraction. */
+extern bool dbsync_parse_int64_strict(const char *s, int64 *result);
+
 /* Compact JSON text of v, palloc'd. */
 extern char *dbsync_json_dump(const DbsyncJson *v);
 
