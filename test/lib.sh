@@ -4,7 +4,7 @@
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BIN/pg_config
 DBSYNC_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev
-  libipc-run-perl python3 curl ca-certificates"
+  libipc-run-perl python3 curl ca-certificates openssl"
 # The unprivileged user that runs clusters (initdb refuses root).
 DBSYNC_TEST_USER=${DBSYNC_TEST_USER:-postgres}
 
@@ -58,21 +58,30 @@ run_unprivileged() {
   return $rc
 }
 
-# Starts the simulator; sets SIM_PID and DBSYNC_SIM_PORT. Usage: start_simulator DIR
+# Starts the simulator, plain HTTP and HTTPS; sets SIM_PID, DBSYNC_SIM_PORT,
+# DBSYNC_SIM_TLS_PORT (HTTPS) and DBSYNC_SIM_CA (absolute path of the throwaway
+# CA that signed the HTTPS listener's certificate for 127.0.0.1 and localhost;
+# DIR also gets server.pem and server.key). Usage: start_simulator DIR
 start_simulator() {
-  local dir=$1 i
-  rm -f "$dir/sim.port"
+  local dir i
+  dir=$(cd "$1" && pwd) || return 1
+  rm -f "$dir/sim.port" "$dir/sim-tls.port"
+  sh test/sim/make_certs.sh "$dir" || { echo "could not make the simulator's TLS certificates" >&2; return 1; }
   python3 test/sim/dbsync_sim.py --port 0 --port-file "$dir/sim.port" --log "$dir/sim.log" \
-    --user api --password "${DBSYNC_SIM_PASSWORD:-S3cr3t-pw}" &
+    --user api --password "${DBSYNC_SIM_PASSWORD:-S3cr3t-pw}" \
+    --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" --tls-port-file "$dir/sim-tls.port" &
   SIM_PID=$!
+  # The simulator writes sim-tls.port before sim.port.
   for i in $(seq 1 100); do
     [ -s "$dir/sim.port" ] && break
     kill -0 "$SIM_PID" 2>/dev/null || { echo "the API simulator did not start" >&2; return 1; }
     sleep 0.1
   done
-  [ -s "$dir/sim.port" ] || { echo "the API simulator did not start in 10 s" >&2; return 1; }
+  [ -s "$dir/sim.port" ] && [ -s "$dir/sim-tls.port" ] || { echo "the API simulator did not start in 10 s" >&2; return 1; }
   DBSYNC_SIM_PORT=$(cat "$dir/sim.port")
-  export DBSYNC_SIM_PORT
+  DBSYNC_SIM_TLS_PORT=$(cat "$dir/sim-tls.port")
+  DBSYNC_SIM_CA=$dir/ca.pem
+  export DBSYNC_SIM_PORT DBSYNC_SIM_TLS_PORT DBSYNC_SIM_CA
 }
 
 stop_simulator() {

@@ -5,7 +5,14 @@ Python 3 standard library only; listens on 127.0.0.1 by default.
 
     python3 test/sim/dbsync_sim.py --port 0 --port-file /tmp/sim.port \
         [--host 127.0.0.1] [--user api] [--password secret] \
-        [--fixture PATH] [--log PATH]
+        [--fixture PATH] [--log PATH] \
+        [--tls-cert PEM --tls-key PEM [--tls-port-file PATH]]
+
+With --tls-cert and --tls-key it also listens with TLS (HTTPS) on a free port
+of the same host, serving the same routes, state and stats as the plain
+listener; --tls-port-file gets that port. The TLS port file is written before
+the plain one, so once --port-file exists both listeners are up.
+(test/sim/make_certs.sh makes a throwaway CA and a certificate for 127.0.0.1.)
 
 API modules (currently flexi.py: ABRA Flexi, under /c/) register path
 prefixes; this file owns the server, dispatch, fault injection, stats and
@@ -30,6 +37,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -49,6 +57,7 @@ DEFAULT_FIXTURE = os.path.normpath(
 JSON_CT = "application/json; charset=utf-8"
 CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError,
                      ConnectionAbortedError, TimeoutError)
+TLS_HANDSHAKE_SECONDS = 30  # a client that connects and says nothing is dropped
 
 
 class FaultBook:
@@ -371,6 +380,39 @@ class SimServer(ThreadingHTTPServer):
         traceback.print_exc(file=sys.stderr)
 
 
+class TLSSimServer(SimServer):
+    """The same server behind TLS. The handshake runs in the connection's own
+    thread (not in the accept loop), so a slow or silent client blocks no one;
+    failed handshakes (e.g. a client that rejects the certificate) are dropped
+    quietly, like other client disconnects."""
+
+    def __init__(self, address, sim, context):
+        self.context = context
+        super().__init__(address, sim)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        try:
+            # No I/O yet: the handshake happens in finish_request.
+            return self.context.wrap_socket(sock, server_side=True,
+                                            do_handshake_on_connect=False), addr
+        except Exception:
+            sock.close()
+            raise
+
+    def finish_request(self, request, client_address):
+        request.settimeout(TLS_HANDSHAKE_SECONDS)
+        request.do_handshake()
+        super().finish_request(request, client_address)
+
+
+def tls_context(cert, key):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 # --- entry point --------------------------------------------------------
 
 def parse_args(argv):
@@ -383,7 +425,18 @@ def parse_args(argv):
     p.add_argument("--fixture", default=DEFAULT_FIXTURE,
                    help="Flexi changes fixture (JSON list of payloads)")
     p.add_argument("--log", help="request log file (default: no log)")
-    return p.parse_args(argv)
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="also serve HTTPS with this certificate (chain), PEM")
+    p.add_argument("--tls-key", metavar="PEM",
+                   help="private key of --tls-cert, PEM")
+    p.add_argument("--tls-port-file", metavar="PATH",
+                   help="write the HTTPS listener's port here")
+    options = p.parse_args(argv)
+    if bool(options.tls_cert) != bool(options.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if options.tls_port_file and not options.tls_cert:
+        p.error("--tls-port-file needs --tls-cert and --tls-key")
+    return options
 
 
 def write_port_file(path, port):
@@ -398,22 +451,33 @@ def main(argv=None):
     log_file = (open(options.log, "a", buffering=1, encoding="utf-8")
                 if options.log else None)
     sim = Sim(options, log_file)
-    server = SimServer((options.host, options.port), sim)
-    if options.port_file:
-        write_port_file(options.port_file, server.server_address[1])
 
     def on_signal(signum, frame):
         sim.stop.set()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    thread = threading.Thread(target=server.serve_forever,
-                              kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+    servers = [SimServer((options.host, options.port), sim)]
+    if options.tls_cert:
+        context = tls_context(options.tls_cert, options.tls_key)
+        servers.append(TLSSimServer((options.host, 0), sim, context))
+        if options.tls_port_file:  # first: the plain port file means "all up"
+            write_port_file(options.tls_port_file, servers[1].server_address[1])
+    if options.port_file:
+        write_port_file(options.port_file, servers[0].server_address[1])
+
+    for server in servers:
+        threading.Thread(target=server.serve_forever,
+                         kwargs={"poll_interval": 0.1}, daemon=True).start()
     while not sim.stop.wait(0.5):
         pass
-    server.shutdown()
-    server.server_close()
+    stoppers = [threading.Thread(target=server.shutdown) for server in servers]
+    for thread in stoppers:  # in parallel: each waits up to one poll_interval
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+    for server in servers:
+        server.server_close()
     sim.close_log()
     return 0
 

@@ -1,7 +1,8 @@
 """Self-test of the simulator: python3 -m unittest discover -s test/sim -p 'test_*.py'
 
 Starts dbsync_sim.py as a subprocess on a free port and checks its behaviour
-over real HTTP (http.client, raw sockets for the transport faults).
+over real HTTP (http.client, raw sockets for the transport faults), and over
+HTTPS with a throwaway CA from make_certs.sh (needs the openssl command).
 """
 
 import base64
@@ -9,8 +10,10 @@ import gzip
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ from urllib.parse import quote
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "dbsync_sim.py")
+MAKE_CERTS = os.path.join(HERE, "make_certs.sh")
 FIXTURE = os.path.join(HERE, "..", "fixtures", "flexi-changes-real.json")
 PASSWORD = "pa55-Word"
 AUTH = "Basic " + base64.b64encode(f"api:{PASSWORD}".encode()).decode()
@@ -617,6 +621,176 @@ class SimTest(unittest.TestCase):
         self.assertNotIn(PASSWORD, log)
 
 
+def make_certs(directory):
+    """ca.pem, server.pem, server.key in directory, as start_simulator makes them.
+    Fails (never skips) without openssl: HTTPS must be tested."""
+    if shutil.which("openssl") is None:
+        raise AssertionError("the openssl command is missing: install it (test/lib.sh "
+                             "DBSYNC_PACKAGES lists it); the HTTPS tests need it")
+    done = subprocess.run(["sh", MAKE_CERTS, directory], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=60)
+    if done.returncode != 0 or done.stdout:
+        raise AssertionError(f"make_certs.sh: exit {done.returncode}: {done.stdout.decode()}")
+    return {name: os.path.join(directory, name)
+            for name in ("ca.pem", "server.pem", "server.key")}
+
+
+class TLSTest(unittest.TestCase):
+    """One simulator with both listeners; the CA from make_certs.sh."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs_dir = tempfile.TemporaryDirectory(prefix="dbsync-sim-certs-")
+        try:
+            started = time.monotonic()
+            cls.certs = make_certs(cls.certs_dir.name)
+            cls.certs_seconds = time.monotonic() - started
+            cls.tls_port_file = os.path.join(cls.certs_dir.name, "tls.port")
+            cls.sim = SimProcess("--tls-cert", cls.certs["server.pem"],
+                                 "--tls-key", cls.certs["server.key"],
+                                 "--tls-port-file", cls.tls_port_file)
+        except BaseException:
+            cls.certs_dir.cleanup()
+            raise
+        with open(cls.tls_port_file) as f:  # written before the plain port file
+            cls.tls_port_text = f.read()
+        cls.tls_port = int(cls.tls_port_text)
+
+    @classmethod
+    def tearDownClass(cls):
+        code, seconds = cls.sim.stop()
+        cls.sim.cleanup()
+        cls.certs_dir.cleanup()
+        assert code == 0, f"simulator exit code {code}"
+        assert seconds < 3, f"shutdown took {seconds:.1f} s"
+
+    def setUp(self):
+        self.get(self.sim.connect(), "/_sim/reset", "POST")
+
+    def ca_context(self):
+        return ssl.create_default_context(cafile=self.certs["ca.pem"])
+
+    def tls_connect(self, context=None, host="127.0.0.1"):
+        return http.client.HTTPSConnection(host, self.tls_port, timeout=10,
+                                           context=context or self.ca_context())
+
+    def get(self, conn, path, method="GET"):
+        try:
+            conn.request(method, path, b"" if method != "GET" else None,
+                         {"Authorization": AUTH})
+            resp = conn.getresponse()
+            return Reply(resp, resp.read())
+        finally:
+            conn.close()
+
+    def test_files(self):
+        self.assertRegex(self.tls_port_text, r"^[0-9]+\n$")
+        self.assertNotEqual(self.tls_port, self.sim.port)
+        self.assertLess(self.certs_seconds, 5)
+        for name in ("ca.pem", "server.pem", "server.key"):  # readable by us
+            with open(self.certs[name], "rb") as f:
+                self.assertIn(b"-----BEGIN ", f.read())
+        self.assertEqual(sorted(os.listdir(self.certs_dir.name)),
+                         ["ca.pem", "server.key", "server.pem", "tls.port"])
+
+    def test_same_demo_page_over_https(self):
+        for path in ("/c/demo/changes.json?limit=1", "/c/demo/changes.json?limit=1000",
+                     "/c/demo/changes/status.xml", "/c/demo/adresar/4435.json"):
+            plain = self.get(self.sim.connect(), path)
+            secure = self.get(self.tls_connect(), path)
+            self.assertEqual(plain.status, 200, path)
+            self.assertEqual((secure.status, secure.body), (plain.status, plain.body), path)
+            self.assertEqual(secure.header("Content-Type"), plain.header("Content-Type"))
+        page = self.get(self.tls_connect(), "/c/demo/changes.json?limit=1000").json()
+        self.assertEqual(page["winstrom"]["changes"], fixture_changes())
+
+    def test_certificate_names(self):
+        # IP:127.0.0.1 above; DNS:localhost here (localhost may resolve to ::1 first,
+        # so connect to 127.0.0.1 and only name the server localhost).
+        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=10) as raw:
+            with self.ca_context().wrap_socket(raw, server_hostname="localhost") as tls:
+                self.assertEqual(tls.selected_alpn_protocol(), None)  # client offered none
+                tls.sendall(b"GET /_sim/health HTTP/1.1\r\nHost: localhost\r\n"
+                            b"Connection: close\r\n\r\n")
+                data = b""
+                while chunk := tls.recv(4096):
+                    data += chunk
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:100])
+        self.assertTrue(data.endswith(b"\r\n\r\nok"), data[-100:])
+        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=10) as raw:
+            with self.assertRaises(ssl.SSLCertVerificationError):
+                self.ca_context().wrap_socket(raw, server_hostname="example.com")
+
+    def test_system_cas_reject_the_certificate(self):
+        with self.assertRaises(ssl.SSLCertVerificationError) as caught:
+            self.get(self.tls_connect(ssl.create_default_context()),
+                     "/c/demo/changes.json?limit=1")
+        self.assertIn("self-signed certificate in certificate chain",
+                      str(caught.exception).replace("self signed", "self-signed"))
+        # The server shrugs it off: no output, still serving both ports.
+        self.assertEqual(self.get(self.tls_connect(), "/_sim/health").body, b"ok")
+        self.assertEqual(self.get(self.sim.connect(), "/_sim/health").body, b"ok")
+        with open(self.sim.stdout_path, "rb") as f:
+            self.assertEqual(f.read(), b"")
+
+    def test_plain_http_on_the_tls_port_fails(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.tls_port, timeout=10)
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            self.get(conn, "/_sim/health")
+
+    def test_shared_state_and_stats(self):
+        self.get(self.tls_connect(), "/c/demo/changes/disable.xml", "PUT")
+        reply = self.get(self.sim.connect(), "/c/demo/changes.json")
+        self.assertEqual(reply.status, 400)  # disabled through the other listener
+        self.get(self.sim.connect(), "/c/demo/changes/enable.xml", "PUT")
+        self.assertEqual(self.get(self.tls_connect(), "/c/demo/changes.json").status, 200)
+        self.get(self.sim.connect(), "/_sim/fault?company=gen5&mode=status&status=502", "POST")
+        self.assertEqual(self.get(self.tls_connect(), "/c/gen5/changes.json").status, 502)
+        conn = self.tls_connect()  # keep-alive over TLS
+        for _ in range(3):
+            conn.request("GET", "/c/gen5/changes.json", headers={"Authorization": AUTH})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            resp.read()
+        conn.close()
+        stats = json.loads(self.get(self.tls_connect(), "/_sim/stats").body)
+        self.assertEqual(stats["by_path"], {
+            "/c/demo/changes/disable.xml": 1, "/c/demo/changes.json": 2,
+            "/c/demo/changes/enable.xml": 1, "/c/gen5/changes.json": 4})
+        self.assertEqual(stats["requests"], 8)
+        self.assertEqual(stats["api_connections"], 6)  # the 3 kept-alive share one
+        with open(self.sim.log_path, encoding="utf-8") as f:
+            self.assertIn("PUT /c/demo/changes/disable.xml 200 ", f.read())
+
+    def test_transport_faults_over_tls(self):
+        self.get(self.sim.connect(), "/_sim/fault?company=gen5&mode=reset", "POST")
+        with self.assertRaises(ConnectionResetError):
+            self.get(self.tls_connect(), "/c/gen5/changes.json")
+        self.get(self.sim.connect(), "/_sim/fault?company=gen5&mode=truncated", "POST")
+        with self.assertRaises(http.client.IncompleteRead):
+            self.get(self.tls_connect(), "/c/gen5/changes.json")
+        self.assertEqual(self.get(self.tls_connect(), "/c/gen5/changes.json").status, 200)
+
+    def test_silent_client_blocks_nobody(self):
+        # A client that connects to the TLS port and never says hello must not
+        # hold up other connections (the handshake runs in its own thread).
+        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=10):
+            started = time.monotonic()
+            self.assertEqual(self.get(self.tls_connect(), "/_sim/health").body, b"ok")
+            self.assertEqual(self.get(self.sim.connect(), "/_sim/health").body, b"ok")
+            self.assertLess(time.monotonic() - started, 2)
+
+
+class TLSArgumentsTest(unittest.TestCase):
+    def test_incomplete_tls_options_are_refused(self):
+        for args in (["--tls-cert", "x.pem"], ["--tls-key", "x.key"],
+                     ["--tls-port-file", "p"]):
+            done = subprocess.run([sys.executable, SCRIPT, "--port", "0", *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+            self.assertEqual(done.returncode, 2, args)
+            self.assertIn(b"--tls-", done.stderr)
+
+
 class LifecycleTest(unittest.TestCase):
     def test_sigterm_with_a_slow_request_in_flight(self):
         sim = SimProcess()
@@ -645,6 +819,53 @@ class LifecycleTest(unittest.TestCase):
         finally:
             sim.stop()
             sim.cleanup()
+
+    def test_sigterm_stops_both_listeners(self):
+        certs_dir = tempfile.TemporaryDirectory(prefix="dbsync-sim-certs-")
+        sim = None
+        try:
+            certs = make_certs(certs_dir.name)
+            port_file = os.path.join(certs_dir.name, "tls.port")
+            sim = SimProcess("--tls-cert", certs["server.pem"], "--tls-key",
+                             certs["server.key"], "--tls-port-file", port_file)
+            with open(port_file) as f:
+                tls_port = int(f.read())
+            context = ssl.create_default_context(cafile=certs["ca.pem"])
+            errors = []
+
+            def slow_call():  # sleeping in the server over TLS when SIGTERM comes
+                conn = http.client.HTTPSConnection("127.0.0.1", tls_port, timeout=30,
+                                                   context=context)
+                try:
+                    conn.request("GET", "/c/slow/changes.json", headers={"Authorization": AUTH})
+                    conn.getresponse().read()
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(exc)
+                finally:
+                    conn.close()
+
+            worker = threading.Thread(target=slow_call, daemon=True)
+            worker.start()
+            idle_plain = socket.create_connection(("127.0.0.1", sim.port), timeout=5)
+            idle_tls = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+            time.sleep(0.3)
+            code, seconds = sim.stop()
+            self.assertEqual(code, 0)
+            self.assertLess(seconds, 3)
+            idle_plain.close()
+            idle_tls.close()
+            worker.join(5)
+            self.assertFalse(worker.is_alive())
+            for port in (sim.port, tls_port):  # both listeners are gone
+                with self.assertRaises(ConnectionRefusedError):
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            with open(sim.stdout_path, "rb") as f:
+                self.assertEqual(f.read(), b"")
+        finally:
+            if sim is not None:
+                sim.stop()
+                sim.cleanup()
+            certs_dir.cleanup()
 
 
 if __name__ == "__main__":
