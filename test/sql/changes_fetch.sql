@@ -54,6 +54,13 @@ SELECT count(*) FROM dbsync_changes_fetch('flexi', evidence => '{}');
 -- A generated log: version gaps, 1 to 6 fraction digits, a global version past the last change.
 SELECT * FROM dbsync_changes_fetch('gen25', "limit" => 1000);
 
+-- A server that compresses its replies (gzip) gives the same changes.
+CREATE SERVER flexi_gzip FOREIGN DATA WRAPPER dbsync OPTIONS (api 'flexi', url :'sim_url', company 'gzip');
+CREATE USER MAPPING FOR CURRENT_USER SERVER flexi_gzip OPTIONS (user 'api', password 'S3cr3t-pw');
+SELECT (SELECT array_agg(g ORDER BY g.version)::text FROM dbsync_changes_fetch('flexi_gzip', "limit" => 1000) g)
+     = (SELECT array_agg(d ORDER BY d.version)::text FROM dbsync_changes_fetch('flexi', "limit" => 1000) d)
+       AS same_changes;
+
 -- The current global version.
 SELECT dbsync_changes_global_version('flexi');
 SELECT dbsync_changes_global_version('gen25');

@@ -87,6 +87,29 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER f_tls OPTIONS (user 'api', password 
 SELECT * FROM dbsync_changes_fetch('f_tls');
 \echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
+-- TLS is verified by default: the simulator's certificate is signed by a throwaway CA.
+\getenv tls_port DBSYNC_SIM_TLS_PORT
+\getenv sim_ca DBSYNC_SIM_CA
+\set tls_url 'https://127.0.0.1:' :tls_port
+\set localhost_tls_url 'https://localhost:' :tls_port
+CREATE SERVER f_tls_unknown_ca FOREIGN DATA WRAPPER dbsync OPTIONS (api 'flexi', url :'tls_url', company 'demo');
+CREATE USER MAPPING FOR CURRENT_USER SERVER f_tls_unknown_ca OPTIONS (user 'api', password 'S3cr3t-pw');
+SELECT * FROM dbsync_changes_fetch('f_tls_unknown_ca');
+\echo :LAST_ERROR_SQLSTATE
+-- With the CA, it is trusted; by IP address and by name.
+CREATE SERVER f_tls_ca FOREIGN DATA WRAPPER dbsync OPTIONS (api 'flexi', url :'tls_url', company 'demo', ca_file :'sim_ca');
+CREATE USER MAPPING FOR CURRENT_USER SERVER f_tls_ca OPTIONS (user 'api', password 'S3cr3t-pw');
+SELECT count(*) FROM dbsync_changes_fetch('f_tls_ca', "limit" => 7);
+ALTER SERVER f_tls_ca OPTIONS (SET url :'localhost_tls_url');
+SELECT count(*) FROM dbsync_changes_fetch('f_tls_ca', "limit" => 7);
+-- verify_tls 'false' turns checking off (unsafe, but sometimes needed).
+ALTER SERVER f_tls_unknown_ca OPTIONS (ADD verify_tls 'false');
+SELECT count(*) FROM dbsync_changes_fetch('f_tls_unknown_ca', "limit" => 7);
+-- A CA file that does not exist.
+ALTER SERVER f_tls_ca OPTIONS (SET ca_file '/nonexistent/ca.pem');
+SELECT * FROM dbsync_changes_fetch('f_tls_ca');
+\echo :LAST_ERROR_SQLSTATE
+
 -- A server slower than the timeout option.
 ALTER SERVER f_slow_30 OPTIONS (ADD timeout '300ms');
 SELECT * FROM dbsync_changes_fetch('f_slow_30');

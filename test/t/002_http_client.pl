@@ -1,5 +1,6 @@
-# One connection serves a backend's successive requests (HTTP keep-alive), and
-# a failed request does not poison the connection pool.
+# One connection serves a backend's successive requests (HTTP keep-alive), a
+# failed request does not poison the connection pool, and requests say who
+# sends them and that compressed replies are welcome.
 use strict;
 use warnings;
 use FindBin;
@@ -41,6 +42,15 @@ $node->safe_psql('postgres', q{
 $stats = sim_get('/_sim/stats');
 like($stats, qr/"requests":\s*3\b/, 'three requests after an HTTP error');
 like($stats, qr/"api_connections":\s*1\b/, 'still one connection');
+
+# Every request names dbsync and its version, and accepts compressed replies.
+sim_post('/_sim/reset');
+flexi_server($node, 'zipped', 'gzip');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM dbsync_changes_fetch('zipped', "limit" => 1000)}),
+	'332', 'a gzip-compressed page is read whole');
+$stats = sim_get('/_sim/stats');
+like($stats, qr{"user_agents":\s*\{"dbsync/0\.1":\s*1\}}, 'User-Agent is dbsync/0.1');
+like($stats, qr{"accept_encodings":\s*\{"[^"]*gzip[^"]*":\s*1\}}, 'Accept-Encoding offers gzip');
 
 $node->stop;
 done_testing();
