@@ -8,6 +8,7 @@ OBJS = \
 	src/http.o \
 	src/http_errors.o \
 	src/json_layer.o \
+	src/json_stream.o \
 	src/flexi_client.o \
 	src/flexi_parse.o \
 	src/flexi_sql.o

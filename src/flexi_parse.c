@@ -7,7 +7,6 @@
  */
 #include "postgres.h"
 
-#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/datetime.h"
@@ -15,6 +14,7 @@
 
 #include "flexi.h"
 #include "json_layer.h"
+#include "json_stream.h"
 
 /* "YYYY-MM-DD HH:MM:SS[.f{1,6}]", nothing before or after. */
 bool
@@ -76,11 +76,10 @@ flexi_parse_timestamp(const char *s, Timestamp *result)
 }
 
 /*
- * A change-log page is read in one streaming pass over PostgreSQL's own JSON
- * lexer (common/jsonapi.h), copying only the values it keeps: a jansson tree
- * of a 1000-change page cost 2.9 ms, and pg_parse_json 1.5 ms, against a
- * budget of 2 ms for the whole page (bench/README.md). The reader collects
- * raw values; they are checked afterwards.
+ * A change-log page is read in one streaming pass (json_stream.h), its
+ * strings used in place: a jansson tree of a 1000-change page cost 2.9 ms
+ * against a budget of 2 ms for the whole page (bench/README.md). The pass
+ * collects raw values; each change is checked as soon as it closes.
  */
 typedef enum PageContext
 {
@@ -118,8 +117,6 @@ typedef struct PageState
 {
 	PageContext stack[MAX_DEPTH];
 	int			depth;			/* entries used in stack */
-	const char *field;			/* name of the member whose value comes next */
-	int			field_len;
 	bool		has_winstrom;
 	bool		changes_not_list;
 	RawValue	global_version;
@@ -137,19 +134,6 @@ static PageContext
 top(PageState *st)
 {
 	return st->depth > 0 ? st->stack[st->depth - 1] : CTX_OTHER;
-}
-
-static bool
-field_is(PageState *st, const char *name)
-{
-	return st->field != NULL && st->field_len == (int) strlen(name) &&
-		memcmp(st->field, name, st->field_len) == 0;
-}
-
-static RawChange *
-current_change(PageState *st)
-{
-	return &st->cur;
 }
 
 /* Checks the change just read and keeps it. */
@@ -176,21 +160,21 @@ new_change(PageState *st, bool is_object)
 		finish_change(st);
 }
 
-/* The context a new object or array opens, from where it stands. */
 static void
-open_container(PageState *st, bool is_object)
+page_open(void *arg, bool is_object, const JsonName *field, const char *start)
 {
+	PageState  *st = (PageState *) arg;
 	PageContext parent = top(st);
 	PageContext ctx = CTX_OTHER;
 
 	if (st->depth == 0)
 		ctx = is_object ? CTX_ROOT : CTX_OTHER;
-	else if (parent == CTX_ROOT && is_object && field_is(st, "winstrom"))
+	else if (parent == CTX_ROOT && is_object && json_name_is(field, "winstrom"))
 	{
 		ctx = CTX_WINSTROM;
 		st->has_winstrom = true;
 	}
-	else if (parent == CTX_WINSTROM && field_is(st, "changes"))
+	else if (parent == CTX_WINSTROM && json_name_is(field, "changes"))
 	{
 		if (is_object)
 			st->changes_not_list = true;
@@ -203,70 +187,84 @@ open_container(PageState *st, bool is_object)
 		if (is_object)
 			ctx = CTX_CHANGE;
 	}
-	else if (parent == CTX_CHANGE && field_is(st, "external-ids"))
+	else if (parent == CTX_CHANGE && json_name_is(field, "external-ids"))
 	{
 		if (is_object)
-			current_change(st)->ids_not_list = true;
+			st->cur.ids_not_list = true;
 		else
 			ctx = CTX_EXTERNAL_IDS;
 	}
 	else if (parent == CTX_EXTERNAL_IDS)
-		current_change(st)->ids_not_strings = true;
+		st->cur.ids_not_strings = true;
 
 	if (st->depth == MAX_DEPTH)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("ABRA Flexi reply nests deeper than %d levels", MAX_DEPTH)));
+				 errmsg("%s nests deeper than %d levels", st->what, MAX_DEPTH)));
 	st->stack[st->depth++] = ctx;
-	st->field = NULL;
 }
 
 static void
-on_scalar(void *arg, char *token, JsonTokenType type)
+page_close(void *arg, bool is_object, const char *end)
 {
 	PageState  *st = (PageState *) arg;
-	RawValue	v = {token, type};
+
+	if (top(st) == CTX_CHANGE)
+		finish_change(st);
+	st->depth--;
+}
+
+static void
+page_scalar(void *arg, const JsonName *field, JsonToken *token)
+{
+	PageState  *st = (PageState *) arg;
+	RawValue	v;
 
 	switch (top(st))
 	{
 		case CTX_WINSTROM:
-			if (field_is(st, "@globalVersion"))
-				st->global_version = v;
-			else if (field_is(st, "next"))
-				st->next = v;
-			else if (field_is(st, "changes"))
-				st->changes_not_list = true;
+		case CTX_CHANGE:
+		case CTX_EXTERNAL_IDS:
 			break;
 		case CTX_CHANGES:
 			new_change(st, false);
-			break;
-		case CTX_CHANGE:
-			{
-				RawChange  *c = current_change(st);
-
-				if (field_is(st, "@evidence"))
-					c->evidence = v;
-				else if (field_is(st, "@in-version"))
-					c->version = v;
-				else if (field_is(st, "@operation"))
-					c->operation = v;
-				else if (field_is(st, "@timestamp"))
-					c->timestamp = v;
-				else if (field_is(st, "id"))
-					c->id = v;
-				else if (field_is(st, "external-ids"))
-					c->ids_not_list = (type != JSON_TOKEN_NULL);
-				break;
-			}
-		case CTX_EXTERNAL_IDS:
-			if (type == JSON_TOKEN_STRING)
-				current_change(st)->external_ids = lappend(current_change(st)->external_ids, token);
-			else
-				current_change(st)->ids_not_strings = true;
-			break;
+			return;
 		default:
-			break;
+			return;
 	}
+
+	v.text = json_token_string(token, true);
+	v.type = token->type;
+	if (top(st) == CTX_WINSTROM)
+	{
+		if (json_name_is(field, "@globalVersion"))
+			st->global_version = v;
+		else if (json_name_is(field, "next"))
+			st->next = v;
+		else if (json_name_is(field, "changes"))
+			st->changes_not_list = true;
+	}
+	else if (top(st) == CTX_CHANGE)
+	{
+		RawChange  *c = &st->cur;
+
+		if (json_name_is(field, "@evidence"))
+			c->evidence = v;
+		else if (json_name_is(field, "@in-version"))
+			c->version = v;
+		else if (json_name_is(field, "@operation"))
+			c->operation = v;
+		else if (json_name_is(field, "@timestamp"))
+			c->timestamp = v;
+		else if (json_name_is(field, "id"))
+			c->id = v;
+		else if (json_name_is(field, "external-ids"))
+			c->ids_not_list = (v.type != JSON_TOKEN_NULL);
+	}
+	else if (v.type == JSON_TOKEN_STRING)
+		st->cur.external_ids = lappend(st->cur.external_ids, v.text);
+	else
+		st->cur.ids_not_strings = true;
 }
 
 /* How a value is shown in an error: as JSON text, short. */
@@ -349,168 +347,21 @@ check_change(const RawChange *raw, int index, const char *what, FlexiChange *c)
 	c->external_ids = raw->external_ids;
 }
 
-/*
- * Text of the current token: strings without their quotes and with escapes
- * decoded. A string without escapes is NUL-terminated in place, over its
- * closing quote, which the lexer has already passed: no copy.
- */
-static char *
-token_text(JsonLexContext *lex)
-{
-	char	   *start = lex->token_start;
-	int			len = (int) (lex->token_terminator - lex->token_start);
-
-	if (lex->token_type != JSON_TOKEN_STRING)
-		return pnstrdup(start, len);
-	if (memchr(start + 1, '\\', len - 2) == NULL)
-	{
-		start[len - 1] = '\0';
-		return start + 1;
-	}
-	else
-	{
-		/* Rare: let the lexer decode the escapes of this one token. */
-		JsonLexContext *one = makeJsonLexContextCstringLen(start, len, PG_UTF8, true);
-
-		if (json_lex(one) != JSON_SUCCESS)
-			elog(ERROR, "could not decode a JSON string the lexer accepted");
-		return one->strval->data;
-	}
-}
-
-/* Whether the value about to be read is one the page keeps. */
-static bool
-wanted(PageState *st)
-{
-	PageContext ctx = top(st);
-
-	return ctx == CTX_WINSTROM || ctx == CTX_CHANGE || ctx == CTX_EXTERNAL_IDS || ctx == CTX_CHANGES;
-}
-
-static JsonParseErrorType read_value(JsonLexContext *lex, PageState *st);
-
-/* Reads the members of an object; the lexer is on the token after '{'. */
-static JsonParseErrorType
-read_members(JsonLexContext *lex, PageState *st)
-{
-	JsonParseErrorType rc;
-
-	if (lex->token_type == JSON_TOKEN_OBJECT_END)
-		return json_lex(lex);
-	for (;;)
-	{
-		if (lex->token_type != JSON_TOKEN_STRING)
-			return JSON_EXPECTED_STRING;
-		if (top(st) == CTX_OTHER)
-			st->field = NULL;
-		else
-		{
-			st->field = token_text(lex);
-			st->field_len = strlen(st->field);
-		}
-		if ((rc = json_lex(lex)) != JSON_SUCCESS)
-			return rc;
-		if (lex->token_type != JSON_TOKEN_COLON)
-			return JSON_EXPECTED_COLON;
-		if ((rc = json_lex(lex)) != JSON_SUCCESS)
-			return rc;
-		if ((rc = read_value(lex, st)) != JSON_SUCCESS)
-			return rc;
-		if (lex->token_type == JSON_TOKEN_OBJECT_END)
-			return json_lex(lex);
-		if (lex->token_type != JSON_TOKEN_COMMA)
-			return JSON_EXPECTED_OBJECT_NEXT;
-		if ((rc = json_lex(lex)) != JSON_SUCCESS)
-			return rc;
-	}
-}
-
-/* Reads the elements of an array; the lexer is on the token after '['. */
-static JsonParseErrorType
-read_elements(JsonLexContext *lex, PageState *st)
-{
-	JsonParseErrorType rc;
-
-	if (lex->token_type == JSON_TOKEN_ARRAY_END)
-		return json_lex(lex);
-	for (;;)
-	{
-		if ((rc = read_value(lex, st)) != JSON_SUCCESS)
-			return rc;
-		if (lex->token_type == JSON_TOKEN_ARRAY_END)
-			return json_lex(lex);
-		if (lex->token_type != JSON_TOKEN_COMMA)
-			return JSON_EXPECTED_ARRAY_NEXT;
-		if ((rc = json_lex(lex)) != JSON_SUCCESS)
-			return rc;
-	}
-}
-
-/* Reads one value and leaves the lexer on the token after it. */
-static JsonParseErrorType
-read_value(JsonLexContext *lex, PageState *st)
-{
-	JsonParseErrorType rc;
-
-	switch (lex->token_type)
-	{
-		case JSON_TOKEN_OBJECT_START:
-		case JSON_TOKEN_ARRAY_START:
-			{
-				bool		is_object = (lex->token_type == JSON_TOKEN_OBJECT_START);
-
-				open_container(st, is_object);
-				if ((rc = json_lex(lex)) != JSON_SUCCESS)
-					return rc;
-				rc = is_object ? read_members(lex, st) : read_elements(lex, st);
-				if (rc == JSON_SUCCESS && top(st) == CTX_CHANGE)
-					finish_change(st);
-				st->depth--;
-				st->field = NULL;
-				return rc;
-			}
-		case JSON_TOKEN_STRING:
-		case JSON_TOKEN_NUMBER:
-		case JSON_TOKEN_TRUE:
-		case JSON_TOKEN_FALSE:
-		case JSON_TOKEN_NULL:
-			if (wanted(st))
-				on_scalar(st, token_text(lex), lex->token_type);
-			return json_lex(lex);
-		default:
-			return JSON_EXPECTED_JSON;
-	}
-}
-
 FlexiChangePage *
 flexi_parse_change_page(char *body, size_t len, const char *what)
 {
-	JsonLexContext *lex;
-	JsonParseErrorType rc;
+	JsonStreamHandler handler = {0};
 	PageState	st;
 	FlexiChangePage *page;
 	const char *s;
 
-	if (len > (size_t) PG_INT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is too large to parse", what)));
-
 	memset(&st, 0, sizeof(st));
 	st.what = what;
-	lex = makeJsonLexContextCstringLen(body, (int) len, PG_UTF8, false);
-	rc = json_lex(lex);
-	if (rc == JSON_SUCCESS)
-		rc = read_value(lex, &st);
-	if (rc == JSON_SUCCESS && lex->token_type != JSON_TOKEN_END)
-		rc = JSON_EXPECTED_END;
-	if (rc != JSON_SUCCESS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_JSON_TEXT),
-				 errmsg("%s is not valid JSON", what),
-				 len == 0 ? errdetail("The body is empty.")
-				 : errdetail("%s It is at line %d, byte %d of %zu.", json_errdetail(rc, lex),
-							 lex->line_number, (int) (lex->token_start - lex->input) + 1, len)));
+	handler.state = &st;
+	handler.open = page_open;
+	handler.close = page_close;
+	handler.scalar = page_scalar;
+	json_stream_read(body, len, what, &handler);
 
 	if (!st.has_winstrom)
 		ereport(ERROR,
