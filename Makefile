@@ -11,7 +11,16 @@ OBJS = \
 	src/json_stream.o \
 	src/flexi_client.o \
 	src/flexi_parse.o \
-	src/flexi_sql.o
+	src/flexi_records.o \
+	src/flexi_sql.o \
+	src/bg_txn.o \
+	src/jobs.o \
+	src/sync_round.o \
+	src/sync_store.o \
+	src/sync_sql.o \
+	src/worker_shmem.o \
+	src/worker_launcher.o \
+	src/job_runner.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
@@ -22,7 +31,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lcurl -ljansson
 
-REGRESS = fdw_options changes_fetch changes_control http_errors security
+REGRESS = fdw_options changes_fetch changes_control http_errors security upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
 
 TAP_TESTS = 1

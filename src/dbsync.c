@@ -4,16 +4,21 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "dbsync.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
 int			dbsync_connect_timeout_ms = 10000;
 int			dbsync_timeout_ms = 60000;
 int			dbsync_max_response_size = 64 * 1024 * 1024;
+char	   *dbsync_databases = NULL;
+int			dbsync_naptime_s = 60;
+int			dbsync_max_backoff_s = 3600;
 
 void		_PG_init(void);
 
@@ -44,5 +49,36 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("dbsync.databases",
+							   "Databases whose dbsync jobs the background worker runs (comma-separated).",
+							   NULL,
+							   &dbsync_databases,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.naptime",
+							"Longest time the worker leaves a database unchecked.",
+							NULL,
+							&dbsync_naptime_s,
+							60, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.max_backoff",
+							"Longest wait before a failing job is tried again.",
+							NULL,
+							&dbsync_max_backoff_s,
+							3600, 1, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("dbsync");
+
+	/* The worker needs shared memory and a launcher: only when preloaded. */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		dbsync_shmem_init_hooks();
+		dbsync_register_launcher();
+	}
 }

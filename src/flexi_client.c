@@ -14,8 +14,8 @@
 /* The documented reply when enabling needs every user logged out. */
 #define FLEXI_LOCK_ERROR "could not obtain lock on relation"
 
-static StringInfo
-company_path(const DbsyncServer *srv, const char *rest)
+StringInfo
+flexi_company_path(const DbsyncServer *srv, const char *rest)
 {
 	StringInfo	path = makeStringInfo();
 
@@ -25,8 +25,8 @@ company_path(const DbsyncServer *srv, const char *rest)
 	return path;
 }
 
-static char *
-reply_name(const DbsyncHttpRequest *req)
+char *
+flexi_reply_name(const DbsyncHttpRequest *req)
 {
 	return psprintf("reply of server \"%s\" to %s %s", req->server_name, req->method, req->path);
 }
@@ -72,8 +72,8 @@ check_reply(const DbsyncHttpRequest *req, const DbsyncHttpResponse *resp)
 	}
 }
 
-static void
-perform_checked(DbsyncHttpRequest *req, DbsyncHttpResponse *resp)
+void
+flexi_perform(DbsyncHttpRequest *req, DbsyncHttpResponse *resp)
 {
 	dbsync_http_perform(req, resp);
 	check_reply(req, resp);
@@ -82,7 +82,7 @@ perform_checked(DbsyncHttpRequest *req, DbsyncHttpResponse *resp)
 FlexiChangePage *
 flexi_fetch_changes(const DbsyncServer *srv, bool has_start, int64 start, int limit, List *evidences)
 {
-	StringInfo	path = company_path(srv, "/changes.json");
+	StringInfo	path = flexi_company_path(srv, "/changes.json");
 	DbsyncHttpRequest req;
 	DbsyncHttpResponse resp;
 	ListCell   *lc;
@@ -98,35 +98,35 @@ flexi_fetch_changes(const DbsyncServer *srv, bool has_start, int64 start, int li
 
 	dbsync_http_request_init(&req, srv, "GET", path->data);
 	req.accept = "application/json";
-	perform_checked(&req, &resp);
-	return flexi_parse_change_page(resp.body, resp.body_len, reply_name(&req));
+	flexi_perform(&req, &resp);
+	return flexi_parse_change_page(resp.body, resp.body_len, flexi_reply_name(&req));
 }
 
 void
 flexi_set_changes_enabled(const DbsyncServer *srv, bool enable)
 {
-	StringInfo	path = company_path(srv, enable ? "/changes/enable.xml" : "/changes/disable.xml");
+	StringInfo	path = flexi_company_path(srv, enable ? "/changes/enable.xml" : "/changes/disable.xml");
 	DbsyncHttpRequest req;
 	DbsyncHttpResponse resp;
 
 	dbsync_http_request_init(&req, srv, "PUT", path->data);
-	perform_checked(&req, &resp);
+	flexi_perform(&req, &resp);
 }
 
 bool
 flexi_changes_enabled(const DbsyncServer *srv)
 {
-	StringInfo	path = company_path(srv, "/changes/status.xml");
+	StringInfo	path = flexi_company_path(srv, "/changes/status.xml");
 	DbsyncHttpRequest req;
 	DbsyncHttpResponse resp;
 	bool		enabled;
 
 	dbsync_http_request_init(&req, srv, "GET", path->data);
-	perform_checked(&req, &resp);
+	flexi_perform(&req, &resp);
 	if (!flexi_parse_status_xml(resp.body, &enabled))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("%s does not say true or false", reply_name(&req))));
+				 errmsg("%s does not say true or false", flexi_reply_name(&req))));
 	return enabled;
 }
 
@@ -134,14 +134,14 @@ flexi_changes_enabled(const DbsyncServer *srv)
 int64
 flexi_global_version(const DbsyncServer *srv)
 {
-	StringInfo	path = company_path(srv, "/changes.json?limit=1&add-global-version=true");
+	StringInfo	path = flexi_company_path(srv, "/changes.json?limit=1&add-global-version=true");
 	DbsyncHttpRequest req;
 	DbsyncHttpResponse resp;
 	FlexiChangePage *page;
 
 	dbsync_http_request_init(&req, srv, "GET", path->data);
 	req.accept = "application/json";
-	perform_checked(&req, &resp);
-	page = flexi_parse_change_page(resp.body, resp.body_len, reply_name(&req));
+	flexi_perform(&req, &resp);
+	page = flexi_parse_change_page(resp.body, resp.body_len, flexi_reply_name(&req));
 	return page->global_version;
 }

@@ -5,8 +5,14 @@ Python 3 standard library only; listens on 127.0.0.1 by default.
 
     python3 test/sim/dbsync_sim.py --port 0 --port-file /tmp/sim.port \
         [--host 127.0.0.1] [--user api] [--password secret] \
-        [--fixture PATH] [--log PATH] \
+        [--fixture PATH] [--log PATH] [--precompute gen<N>]... \
         [--tls-cert PEM --tls-key PEM [--tls-port-file PATH]]
+
+--precompute gen<N> (repeatable; live<N> works too) builds every changes.json
+page a full pass with limit=1000 reads (default filter, from the first
+version, following "next") before the port file is written, so a
+benchmark's first pass is served from memory (gen1000000: a few seconds,
+~160 MB). Other pages are cached in a bounded LRU as they are served.
 
 With --tls-cert and --tls-key it also listens with TLS (HTTPS) on a free port
 of the same host, serving the same routes, state and stats as the plain
@@ -27,14 +33,19 @@ Control endpoints (no auth):
     POST /_sim/reset                   clear armed faults, module state, stats
     POST /_sim/fault?company=C&mode=M[&status=S][&seconds=N][&count=K]
          arm the next K (default 1) requests of company C to fail with mode M
-         (status, slow, malformed, truncated, truncated-json, reset).
-         Several arm calls for one company queue up in order.
+         (status, slow, malformed, truncated, truncated-json, reset,
+         lowversion). Several arm calls for one company queue up in order;
+         a request takes the first one that applies to it (lowversion
+         applies to changes.json only, other requests pass over it).
+    plus the API modules' own: flexi.py adds /_sim/append, /_sim/grow,
+    /_sim/log, /_sim/records and /_sim/cache (see its docstring).
 """
 
 import argparse
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -71,16 +82,20 @@ class FaultBook:
         with self._lock:
             self._armed.setdefault(scope, deque()).append([fault, count])
 
-    def take(self, scope):
+    def take(self, scope, skip=()):
+        """Consume the first armed fault of scope whose mode is not in skip."""
         with self._lock:
             queue = self._armed.get(scope)
             if not queue:
                 return None
-            entry = queue[0]
-            entry[1] -= 1
-            if entry[1] <= 0:
-                queue.popleft()
-            return entry[0]
+            for index, entry in enumerate(queue):
+                if entry[0].mode in skip:
+                    continue
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del queue[index]
+                return entry[0]
+            return None
 
     def clear(self):
         with self._lock:
@@ -134,6 +149,10 @@ class Sim:
         self.faults = FaultBook()
         self.stats = Stats()
         self.modules = [flexi.FlexiModule(options)]
+        self.controls = dict(CONTROL)
+        for module in self.modules:
+            for name, (methods, func) in getattr(module, "controls", {}).items():
+                self.controls[name] = (methods, module_control(func))
 
     def module_for(self, path):
         for module in self.modules:
@@ -184,7 +203,7 @@ def accepts_gzip(headers):
 
 def control(sim, req):
     name = req.path[len("/_sim/"):]
-    handler = CONTROL.get(name)
+    handler = sim.controls.get(name)
     if handler is None:
         return json_response(404, {"error": f"unknown control endpoint {name}"})
     methods, func = handler
@@ -235,6 +254,10 @@ def parse_fault(req):
     return Fault(mode, status, seconds), scope, count
 
 
+def module_control(func):
+    return lambda sim, req: func(req)
+
+
 CONTROL = {
     "health": (("GET",), control_health),
     "stats": (("GET",), control_stats),
@@ -249,6 +272,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "dbsync-sim"
     timeout = 300  # reap idle keep-alive connections eventually
+    # TCP_NODELAY: headers and body are two writes; with Nagle on, a small
+    # body waits for the client's delayed ACK (~40 ms on keep-alive).
+    disable_nagle_algorithm = True
 
     def version_string(self):
         return self.server_version
@@ -425,6 +451,10 @@ def parse_args(argv):
     p.add_argument("--fixture", default=DEFAULT_FIXTURE,
                    help="Flexi changes fixture (JSON list of payloads)")
     p.add_argument("--log", help="request log file (default: no log)")
+    p.add_argument("--precompute", action="append", default=[],
+                   metavar="COMPANY",
+                   help="build all 1000-change pages of gen<N> at start "
+                        "(repeatable)")
     p.add_argument("--tls-cert", metavar="PEM",
                    help="also serve HTTPS with this certificate (chain), PEM")
     p.add_argument("--tls-key", metavar="PEM",
@@ -436,6 +466,11 @@ def parse_args(argv):
         p.error("--tls-cert and --tls-key go together")
     if options.tls_port_file and not options.tls_cert:
         p.error("--tls-port-file needs --tls-cert and --tls-key")
+    for name in options.precompute:
+        gen = re.fullmatch(r"gen([1-9][0-9]*)", name)
+        if not (gen and int(gen.group(1)) <= flexi.GEN_MAX
+                or flexi.live_size(name) is not None):
+            p.error(f"--precompute {name}: not a gen<N> or live<N> company")
     return options
 
 

@@ -7,7 +7,20 @@ name selects the data and the behaviour:
                 @in-version (one copy per version), fields exactly as given.
   gen<N>        N generated changes (1 <= N <= 10,000,000), computed in closed
                 form from the change index i, so any page costs O(limit) and
-                nothing is built up front (see GeneratedLog).
+                nothing is built up front (see GeneratedLog).  Serialized
+                changes.json pages are kept in a bounded LRU (PageCache);
+                --precompute gen<N> builds all its 1000-change pages at start.
+  live<N>       like gen<N> (0 <= N <= 10,000,000), but the log can grow:
+                POST /_sim/append?company=live<N>&count=K appends K changes of
+                the same generator (indices N, N+1, ...; records follow), and
+                POST /_sim/grow?company=live<N>&per_listing=K makes every later
+                record listing ({evidence}.json and filter listings; not
+                details, get.json or evidence-list) append K changes before it
+                answers (0 = off; a listing that an armed status, malformed
+                or reset fault replaces does not grow).  /_sim/reset restores N.
+                @globalVersion of a live log is the version its next change
+                will get (version(N)), so a client that starts the changes at
+                a listing's @globalVersion misses nothing appended later.
   status-<code> every endpoint answers <code> (400..599) with a JSON error.
   slow[-<s>]    sleep s seconds (default 60), then answer like demo.
   malformed     200 with a body that is not JSON.
@@ -29,19 +42,31 @@ Endpoints (JSON only; every number is a JSON string, as in Flexi):
   GET  changes.json?start=&limit=&evidence=...   the change log
   GET  changes/status.xml;  PUT|POST changes/enable.xml, changes/disable.xml
   GET  {evidence}.json?start=&limit=&add-row-count=&add-global-version=
+       records ordered by id; start = offset, limit default 20, 0 = all:
+       {"winstrom":{"@version":"1.0"[,"@rowCount":".."][,"@globalVersion":".."],
+                    "<evidence>":[{record}, ...]}}
   GET  {evidence}/{id}.json                       one record, 404 if absent
   GET  {evidence}/code:{kod}.json, ext:{..}.json  303 to the numeric URL
-  GET  {evidence}/(id in (1,2)).json              filter: id|kod, = or in
+  GET  {evidence}/(id in (1,2)).json              filter: id|kod, = or in;
+  GET  {evidence}/(id > 42).json?order=id@A     filter: id >, >=, <, <= (keyset paging);
+       the existing records among them, ordered by id, paged like a listing
   POST {evidence}/get.json {"winstrom":{"id":[1,"2","code:X"]}}
+  GET  evidence-list.json   the evidences the company's log uses, sorted:
+       {"winstrom":{"@version":"1.0","evidences":[{"evidencePath":"adresar",
+        "evidenceName":"Adresář"}, ...]}}
+       Real Flexi has /c/{company}/evidence-list; this JSON shape (a plain
+       array, only these two fields) is our assumption, not a documented one.
 
 Records.  Every (evidence, id) in a company's log is a record; it exists
-unless its last change is a delete.  Fields:
+unless its last change is a delete.  Its content follows its last change
+(so a stale copy differs from the current one after every change):
   id          the numeric id
   lastUpdate  timestamp of its last change as ISO 8601, ms, fixed +01:00
   kod         demo: the last "code:" external id seen (else "ID<id>");
-              gen: "X<id>"
+              gen/live: "X<id>"
   nazev       "<evidence> <id>"
-  popis       "Simulated record, last change in version <v>"
+  popis       "Simulated record, last change in version <v>" (the version of
+              its last change: differs after every change)
   faktura-vydana also: sumCelkem ("1234.50", derived from id),
               firma "code:FIRMA<k>", firma@ref "/c/<company>/adresar/<k>.json"
               with k = id % 50 + 1
@@ -49,6 +74,29 @@ unless its last change is a delete.  Fields:
               dokl) = parent id, and <field>@ref "/c/<company>/<parent>/<id>.json".
               demo: parent = latest change of the parent evidence at or before
               the item's first change; gen: parent id = item id.
+
+Control endpoints of this module (no auth; see FlexiModule.controls):
+  POST /_sim/append?company=live<N>&count=K     (K >= 0)
+       {"company":..,"appended":K,"changes":<length now>,"global_version":".."}
+  POST /_sim/grow?company=live<N>&per_listing=K  (K >= 0)
+       {"company":..,"per_listing":K}
+  GET  /_sim/log?company=X[&start=V]
+       {"global_version":"<str>","changes":[[version,evidence,operation,id],...]}
+       every change from version V on (default all), version order, numbers
+       as JSON numbers: the ground truth of the change log.
+  GET  /_sim/records?company=X&evidence=E
+       {"records":[{record exactly as the API serves it}, ...],
+        "deleted":[ids whose last change is a delete]}, both ordered by id.
+  GET  /_sim/cache   {"pinned": precomputed pages, "lru": cached pages,
+                      "lru_bytes": their size}
+These read the company's data without faults, growth or auth.
+
+Armed faults (dbsync_sim.py /_sim/fault) apply to every /c/ endpoint of any
+company (changes, listings, details, evidence-list, ...); mode "lowversion"
+only to changes.json (other requests leave it armed): that page carries one change
+(the middle one; a copy of the log's last change if the page is empty) whose
+@in-version is the requested start - 1 (without start: its first change's
+version - 1), a server bug a client must reject.
 """
 
 import base64
@@ -58,9 +106,11 @@ import hmac
 import json
 import re
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections import OrderedDict, namedtuple
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from functools import lru_cache
+from itertools import islice
 from typing import Optional
 from urllib.parse import quote, unquote
 
@@ -79,9 +129,12 @@ MAX_LIMIT = 1000
 DEFAULT_CHANGES_LIMIT = 100
 DEFAULT_LIST_LIMIT = 20
 HUGE_CHANGES = 135_000  # about 20 MB of changes.json
+PAGE_CACHE_BYTES = 64 << 20   # LRU of serialized changes pages (not precomputed)
+RECORD_CACHE_SIZE = 200_000   # serialized records kept (cleared when full)
 
 GEN_EVIDENCES = ("faktura-vydana", "faktura-vydana-polozka", "adresar",
                  "cenik", "objednavka-prijata")
+GEN_EV_INDEX = {ev: e for e, ev in enumerate(GEN_EVIDENCES)}
 GEN_MAX = 10_000_000
 GEN_FIRST_VERSION = 1000
 GEN_BLOCK = 3          # consecutive rounds that touch the same record id
@@ -92,6 +145,18 @@ GEN_STEP_US = 2_537_193
 PARENT_FIELDS = {"faktura-vydana-polozka": "doklFak", "banka-polozka": "doklBan",
                  "smlouva-polozka": "smlouva",
                  "objednavka-prijata-polozka": "doklObch"}
+
+# evidence-list.json names; an evidence not listed is named by its path.
+EVIDENCE_NAMES = {
+    "adresar": "Adresář", "atribut": "Atributy", "banka": "Banka",
+    "banka-polozka": "Položky banky", "cenik": "Ceník",
+    "dodavatel": "Dodavatelé", "faktura-vydana": "Faktury vydané",
+    "faktura-vydana-polozka": "Položky faktury vydané",
+    "objednavka-prijata": "Objednávky přijaté",
+    "priloha": "Přílohy", "rocni-rada": "Roční řady",
+    "skladova-karta": "Skladové karty", "smlouva": "Smlouvy",
+    "smlouva-polozka": "Položky smlouvy", "strom-cenik": "Strom ceníku",
+    "typ-atributu": "Typy atributů", "vazba": "Vazby"}
 
 # Companies whose every request gets one of the generic faults.
 FAULT_COMPANIES = ("malformed", "truncated", "truncated-json", "reset")
@@ -111,8 +176,11 @@ class RecordInfo:
 
 # --- change logs ----------------------------------------------------------
 # Both logs offer: evidences, global_version, version(i), change(i),
-# first_index(start), indices(i, evidences), record(ev, id),
-# record_ids(ev), resolve(ev, "code:..."|"ext:...").
+# first_index(start), indices(i, evidences), entries(i), record(ev, id),
+# record_token(ev, id), records(ev), record_states(ev), record_ids(ev),
+# resolve(ev, "code:..."|"ext:...").  A record token is a hashable value that
+# (with the company name, evidence and id) fixes the record's content; None
+# when the record does not exist.
 
 class FixtureLog:
     """The real payloads, merged into one version-ordered log."""
@@ -152,6 +220,10 @@ class FixtureLog:
                 self._idents[(ev, ident)] = rid
             last_seen[ev] = rid
 
+    @property
+    def n(self):
+        return len(self.changes)
+
     def version(self, i):
         return self.versions[i]
 
@@ -166,12 +238,30 @@ class FixtureLog:
             if not evidences or self.changes[j]["@evidence"] in evidences:
                 yield j
 
+    def entries(self, i):
+        """(version, evidence, operation, id) of changes i, i+1, ..."""
+        for j in range(i, len(self.changes)):
+            c = self.changes[j]
+            yield self.versions[j], c["@evidence"], c["@operation"], int(c["id"])
+
     def record(self, evidence, rid):
         return self._records.get((evidence, rid))
 
-    def record_ids(self, evidence):
-        return sorted(rid for (ev, rid), info in self._records.items()
+    record_token = record  # the RecordInfo itself
+
+    def records(self, evidence):
+        """[(id, token)] of the existing records, ordered by id."""
+        return sorted((rid, info) for (ev, rid), info in self._records.items()
                       if ev == evidence and info is not None)
+
+    def record_states(self, evidence):
+        """([(id, token)] existing, [id] deleted), both ordered by id."""
+        deleted = sorted(rid for (ev, rid), info in self._records.items()
+                         if ev == evidence and info is None)
+        return self.records(evidence), deleted
+
+    def record_ids(self, evidence):
+        return [rid for rid, _ in self.records(evidence)]
 
     def resolve(self, evidence, ident):
         return self._idents.get((evidence, ident))
@@ -201,14 +291,21 @@ class GeneratedLog:
                12) is 0.25-0.34 s earlier than the previous one.
     external-ids: [] when i % 10 == 3, else ["code:X<id>"], plus
                "ext:sim:<id>" when id % 4 == 0.
-    globalVersion = version(N - 1) + 3.
+    globalVersion = version(N - 1) + 3; live logs: version(N), the version
+               the next change will get.
+
+    Instances are immutable; a live log that grows is replaced by a longer
+    one (LiveLog), so a request sees one consistent length.
     """
 
-    def __init__(self, n):
+    def __init__(self, n, live=False):
         self.n = n
-        self.global_version = self.version(n - 1) + 3
-        self.evidences = frozenset(GEN_EVIDENCES)
-        self._ids = {}
+        self.live = live
+        self.global_version = (self.version(n) if live
+                               else self.version(n - 1) + 3)
+        self.evidences = frozenset(GEN_EVIDENCES[:min(n, len(GEN_EVIDENCES))])
+        self._records = {}  # evidence -> records(evidence)
+        self._tokens = {}   # evidence -> _token_table(evidence)
 
     @staticmethod
     def version(i):
@@ -249,6 +346,11 @@ class GeneratedLog:
                 "id": str(rid),
                 "external-ids": ext}
 
+    def entries(self, i):
+        for j in range(i, self.n):
+            e, rid, m = self.slot(j)
+            yield self.version(j), GEN_EVIDENCES[e], self.operation(rid, m), rid
+
     def last_index(self, e, rid):
         """Index of the last change of record rid in evidence e, or None."""
         rounds = (self.n - e + 4) // 5  # number of k with 5k + e < n
@@ -262,20 +364,55 @@ class GeneratedLog:
         k = min(block * GEN_BLOCK + GEN_BLOCK - 1, rounds - 1)
         return 5 * k + e
 
+    def _last(self, evidence, rid):
+        """(index of the record's last change or None, deleted by it?)"""
+        e = GEN_EV_INDEX.get(evidence)
+        if e is None or not 1 <= rid <= GEN_ID_SPACE:
+            return None, False
+        i = self.last_index(e, rid)
+        if i is None:
+            return None, False
+        return i, self.operation(*self.slot(i)[1:]) == "delete"
+
+    def record_token(self, evidence, rid):
+        """The index of the record's last change; None if it does not exist."""
+        table = self._tokens.get(evidence)
+        if table is not None:
+            return table[rid] if 0 <= rid <= GEN_ID_SPACE else None
+        i, deleted = self._last(evidence, rid)
+        return None if deleted else i
+
+    def _token_table(self, evidence):
+        """[token of id 0..997] (id 0: None), built once per log instance."""
+        table = self._tokens.get(evidence)
+        if table is None:  # benign race: same result either way
+            table = [None] + [self.record_token(evidence, rid)
+                              for rid in range(1, GEN_ID_SPACE + 1)]
+            self._tokens[evidence] = table
+        return table
+
     def record(self, evidence, rid):
-        if evidence not in self.evidences or not 1 <= rid <= GEN_ID_SPACE:
-            return None
-        i = self.last_index(GEN_EVIDENCES.index(evidence), rid)
-        if i is None or self.operation(*self.slot(i)[1:]) == "delete":
+        i = self.record_token(evidence, rid)
+        if i is None:
             return None
         parent = rid if evidence.endswith("-polozka") else None
         return RecordInfo(rid, f"X{rid}", gen_timestamp(i), self.version(i), parent)
 
+    def records(self, evidence):
+        if evidence not in self._records:  # benign race: same result either way
+            table = self._token_table(evidence)
+            self._records[evidence] = [(rid, table[rid])
+                                       for rid in range(1, GEN_ID_SPACE + 1)
+                                       if table[rid] is not None]
+        return self._records[evidence]
+
+    def record_states(self, evidence):
+        deleted = [rid for rid in range(1, GEN_ID_SPACE + 1)
+                   if self._last(evidence, rid)[1]]
+        return self.records(evidence), deleted
+
     def record_ids(self, evidence):
-        if evidence not in self._ids:  # benign race: same result either way
-            self._ids[evidence] = [rid for rid in range(1, GEN_ID_SPACE + 1)
-                                   if self.record(evidence, rid)]
-        return self._ids[evidence]
+        return [rid for rid, _ in self.records(evidence)]
 
     def resolve(self, evidence, ident):
         match = re.fullmatch(r"code:X([1-9][0-9]*)", ident)
@@ -294,14 +431,49 @@ def gen_micros(i):
     return i * GEN_STEP_US + (i * 7919) % 1000
 
 
+# Dates of the days a generated log covers (GEN_MAX changes: ~294 days), so
+# timestamps need integer arithmetic only.
+_GEN_DAYS = (GEN_MAX * GEN_STEP_US) // 86_400_000_000 + 2
+_GEN_DATES = tuple((date(2024, 1, 1) + timedelta(days=d)).isoformat()
+                   for d in range(_GEN_DAYS))
+_GEN_T0_US = 8 * 3_600_000_000   # GEN_T0 is 08:00:00 of the first date
+
+
 def gen_timestamp(i):
+    """GEN_T0 + gen_micros(i) as "YYYY-MM-DD HH:MM:SS.f" (i % 6 + 1 digits)."""
     if i % 13 == 12:  # clock skew, as the real data has
         micros = gen_micros(i - 1) - 250_000 - (i % 89) * 1000
     else:
-        micros = gen_micros(i)
-    t = GEN_T0 + timedelta(microseconds=micros)
-    text = t.isoformat(" ", "microseconds")  # YYYY-MM-DD HH:MM:SS.ffffff
-    return text[:20 + i % 6 + 1]
+        micros = i * GEN_STEP_US + (i * 7919) % 1000
+    day, micros = divmod(micros + _GEN_T0_US, 86_400_000_000)
+    seconds, micros = divmod(micros, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{_GEN_DATES[day]} {hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}"
+    return text[:21 + i % 6]
+
+
+# Pieces of a generated change's JSON text, exactly as dumps() writes it.
+_GEN_HEADS = tuple('{"@evidence":"%s","@in-version":"' % ev for ev in GEN_EVIDENCES)
+_GEN_LIFE = (0,) + tuple(3 + (rid - 1) % 9 for rid in range(1, GEN_ID_SPACE + 1))
+_GEN_TAILS = (None,) + tuple(
+    '","id":"%d","external-ids":%s}' % (
+        rid, json.dumps(gen_identifiers(rid), separators=(",", ":")))
+    for rid in range(1, GEN_ID_SPACE + 1))
+_GEN_TAILS_NO_EXT = (None,) + tuple('","id":"%d","external-ids":[]}' % rid
+                                    for rid in range(1, GEN_ID_SPACE + 1))
+
+
+def gen_change_text(i):
+    """dumps(GeneratedLog.change(i)), as str, without building the dict."""
+    k = i // 5
+    rid = (k // GEN_BLOCK) % GEN_ID_SPACE + 1
+    life = _GEN_LIFE[rid]
+    pos = ((k // (GEN_BLOCK * GEN_ID_SPACE)) * GEN_BLOCK + k % GEN_BLOCK) % life
+    op = "create" if pos == 0 else "delete" if pos == life - 1 else "update"
+    tail = (_GEN_TAILS_NO_EXT if i % 10 == 3 else _GEN_TAILS)[rid]
+    return (f'{_GEN_HEADS[i % 5]}{GEN_FIRST_VERSION + i + i // 7}'
+            f'","@operation":"{op}","@timestamp":"{gen_timestamp(i)}{tail}')
 
 
 def changes_page(log, start, limit, evidences):
@@ -317,7 +489,149 @@ def changes_page(log, start, limit, evidences):
     return out, "none"
 
 
+# --- fast changes pages of generated logs -------------------------------------
+
+# body: the changes' JSON texts joined by ","; next: the "next" value;
+# needed_n: a log of at least this many changes gives the same page (cut
+# pages); n: the log length it was built for (pages not cut by the limit).
+GenPage = namedtuple("GenPage", "body next cut needed_n n")
+
+
+def gen_wanted(evidences):
+    """evidence filter -> sorted tuple of GEN_EVIDENCES indices; None = all."""
+    if not evidences:
+        return None
+    wanted = tuple(e for e, ev in enumerate(GEN_EVIDENCES) if ev in evidences)
+    return None if len(wanted) == len(GEN_EVIDENCES) else wanted
+
+
+def build_gen_page(n, first, limit, wanted):
+    """The page of a generated log of n changes from index first on."""
+    if wanted is None:
+        end = min(first + limit, n)
+        idx = range(first, end)
+        cut = end < n
+        needed = end + 1
+    else:
+        residues = set(wanted)
+        idx = list(islice((i for i in range(first, n) if i % 5 in residues),
+                          limit + 1))
+        cut = len(idx) > limit
+        needed = idx[-1] + 1 if cut else 0
+        idx = idx[:limit]
+    body = ",".join([gen_change_text(i) for i in idx]).encode("ascii")
+    nxt = str(GeneratedLog.version(idx[-1]) + 1) if cut else "none"
+    return GenPage(body, nxt.encode("ascii"), cut, needed, n)
+
+
+class PageCache:
+    """Serialized changes pages of generated logs.
+
+    A change's text depends on its index only, so the cache is shared by all
+    gen/live companies: a page cut by the limit is keyed by (first index,
+    limit, evidence filter) and valid for any log with at least needed_n
+    changes; a page that reaches the end of the log is keyed with the log
+    length too.  Precomputed pages are pinned; the others live in an LRU
+    bounded by their size.
+    """
+
+    def __init__(self, max_bytes=PAGE_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._lru = OrderedDict()
+        self._bytes = 0
+        self._pinned = {}
+
+    def _get(self, key):
+        with self._lock:
+            page = self._pinned.get(key)
+            if page is None:
+                page = self._lru.get(key)
+                if page is not None:
+                    self._lru.move_to_end(key)
+            return page
+
+    def _put(self, key, page, pin=False):
+        with self._lock:
+            if pin:
+                self._pinned[key] = page
+                return
+            if key in self._lru or key in self._pinned:
+                return
+            self._lru[key] = page
+            self._bytes += len(page.body)
+            while self._bytes > self.max_bytes and self._lru:
+                _, old = self._lru.popitem(last=False)
+                self._bytes -= len(old.body)
+
+    def page(self, n, first, limit, wanted, pin=False):
+        key = (first, limit, wanted)
+        page = self._get(key)
+        if page is not None and page.needed_n <= n and not pin:
+            return page
+        page = self._get(key + (n,))
+        if page is None or pin:
+            page = build_gen_page(n, first, limit, wanted)
+            self._put(key if page.cut else key + (n,), page, pin)
+        return page
+
+    def body(self, log, start, limit, evidences):
+        """The whole changes.json body of a generated log."""
+        wanted = gen_wanted(evidences)
+        first = 0 if start is None else log.first_index(start)
+        if wanted == ():  # no generated evidence asked for
+            page = GenPage(b"", b"none", False, 0, log.n)
+        else:
+            page = self.page(log.n, first, limit, wanted)
+        return b"".join((b'{"winstrom":{"@globalVersion":"',
+                         str(log.global_version).encode("ascii"),
+                         b'","changes":[', page.body, b'],"next":"',
+                         page.next, b'"}}'))
+
+    def precompute(self, log, limit=MAX_LIMIT):
+        """Pin every page of the default filter, from the first change on,
+        following "next" (the pages a full pass over the log reads)."""
+        first = 0
+        while True:
+            page = self.page(log.n, first, limit, None, pin=True)
+            if not page.cut:
+                return
+            first += limit
+
+    def stats(self):
+        with self._lock:
+            return {"pinned": len(self._pinned), "lru": len(self._lru),
+                    "lru_bytes": self._bytes}
+
+
 # --- companies -------------------------------------------------------------
+
+class LiveLog:
+    """The growing log of one live<N> company."""
+
+    def __init__(self, n):
+        self.initial = n
+        self._lock = threading.Lock()
+        self.log = GeneratedLog(n, live=True)
+        self.per_listing = 0
+
+    def append(self, count, clip=False):
+        """Append count changes; returns the new log."""
+        with self._lock:
+            n = self.log.n + count
+            if n > GEN_MAX:
+                if not clip:
+                    raise ValueError(f"a live log holds at most {GEN_MAX} changes")
+                n = GEN_MAX
+            if n != self.log.n:
+                self.log = GeneratedLog(n, live=True)
+            return self.log
+
+    def grow(self):
+        """The log after a record listing's growth (per_listing changes)."""
+        per_listing = self.per_listing
+        return self.append(per_listing, clip=True) if per_listing else self.log
+
 
 @dataclass
 class Company:
@@ -326,11 +640,21 @@ class Company:
     kind: Optional[str] = None     # one of SPECIAL_COMPANIES
     fault: Optional[Fault] = None  # applied to every request
     enabled_at_start: bool = True
+    live: Optional[LiveLog] = None  # live<N>: its growing log
+
+
+def live_size(name):
+    """N of a live<N> company name, else None."""
+    match = re.fullmatch(r"live(0|[1-9][0-9]*)", name)
+    if match and int(match.group(1)) <= GEN_MAX:
+        return int(match.group(1))
+    return None
 
 
 @lru_cache(maxsize=256)  # keeps gen logs' lazy record indexes warm
 def make_company(name, demo_log):
-    """The Company for a path segment, or None if there is no such company."""
+    """The Company for a path segment, or None if there is no such company.
+    (live<N> companies have state: FlexiModule.company makes them.)"""
     if name == "demo":
         return Company(name, demo_log)
     match = re.fullmatch(r"gen([1-9][0-9]*)", name)
@@ -351,8 +675,6 @@ def make_company(name, demo_log):
     return None
 
 
-
-
 # --- response helpers ------------------------------------------------------
 
 def dumps(obj):
@@ -364,6 +686,11 @@ def dumps(obj):
 
 def json_response(status, obj, headers=None):
     return Response(status, dumps(obj), JSON_CT, list(headers or []))
+
+
+def sim_json(status, obj):
+    """A /_sim/* answer (plain json.dumps, like dbsync_sim.py's)."""
+    return Response(status, json.dumps(obj).encode(), JSON_CT)
 
 
 def error(status, message, headers=None):
@@ -421,6 +748,28 @@ def record_json(company, evidence, info):
     return rec
 
 
+def spoil(changes):
+    """badvalues: three wrong values in an otherwise valid page."""
+    bad = (("@in-version", "12x"), ("@operation", "merge"),
+           ("@timestamp", "yesterday"))
+    for change, (field, value) in zip(changes, bad):
+        change[field] = value
+
+
+def lower_version(log, changes, start):
+    """lowversion: one change of the page gets a version below start."""
+    if not changes:
+        if log.n == 0:
+            changes.append({"@evidence": GEN_EVIDENCES[0], "@in-version": "0",
+                            "@operation": "create",
+                            "@timestamp": gen_timestamp(0), "id": "1",
+                            "external-ids": []})
+        else:
+            changes.append(log.change(log.n - 1))
+    base = start if start is not None else int(changes[0]["@in-version"])
+    changes[len(changes) // 2]["@in-version"] = str(base - 1)
+
+
 # --- the module ----------------------------------------------------------------
 
 class FlexiModule:
@@ -434,12 +783,37 @@ class FlexiModule:
         self.known_evidences = self.demo_log.evidences | set(GEN_EVIDENCES)
         self._lock = threading.Lock()
         self._enabled = {}          # company name -> changes API on/off
+        self._live = {}             # live company name -> LiveLog
         self._huge_lock = threading.Lock()
         self._huge_body = None
+        self.pages = PageCache()
+        # (company, evidence, id, token) -> the record's JSON text (bytes)
+        self._record_texts = {}
+        self.controls = {
+            "append": (("POST", "PUT"), self.control_append),
+            "grow": (("POST", "PUT"), self.control_grow),
+            "log": (("GET",), self.control_log),
+            "records": (("GET",), self.control_records),
+            "cache": (("GET",), self.control_cache),
+        }
+        for name in getattr(options, "precompute", None) or []:
+            self.pages.precompute(self.company(name).log)
 
     def reset(self):
         with self._lock:
             self._enabled.clear()
+            self._live.clear()  # live companies start again from N
+
+    def company(self, name):
+        """The Company of a name (live ones with their current log), or None."""
+        n = live_size(name)
+        if n is None:
+            return make_company(name, self.demo_log)
+        with self._lock:
+            live = self._live.get(name)
+            if live is None:
+                live = self._live[name] = LiveLog(n)
+        return Company(name, live.log, live=live)
 
     # -- entry --
 
@@ -448,10 +822,12 @@ class FlexiModule:
             return error(401, "Neplatné přihlašovací údaje.",
                          [("WWW-Authenticate", 'Basic realm="ABRA Flexi"')])
         parts = req.path.split("/")[2:]  # path is /c/<company>/<rest...>
-        company = make_company(unquote(parts[0]), self.demo_log)
+        company = self.company(unquote(parts[0]))
         if company is None:
             return error(404, f"Firma '{unquote(parts[0])}' neexistuje.")
-        fault = req.take_fault(company.name) or company.fault
+        # lowversion waits in the queue for a changes.json request.
+        skip = () if parts[1:] == ["changes.json"] else ("lowversion",)
+        fault = req.take_fault(company.name, skip) or company.fault
         resp = self._with_fault(fault, req, company, parts[1:])
         if company.kind == "gzip" and resp.status == 200:
             resp.compressible = True
@@ -481,11 +857,13 @@ class FlexiModule:
         if fault.mode == "slow":
             req.sleep(fault.seconds)
             return self._special(req, company, rest)
+        if fault.mode == "lowversion":
+            return self._special(req, company, rest, lowversion=True)
         resp = self._special(req, company, rest)  # truncated, truncated-json
         resp.transport = fault.mode
         return resp
 
-    def _special(self, req, company, rest):
+    def _special(self, req, company, rest, lowversion=False):
         if company.kind == "nolicense":
             return error(403, "Nemáte licenci pro REST API.")
         if company.kind == "redirect-loop":
@@ -494,17 +872,21 @@ class FlexiModule:
             if rest == ["changes.json"]:
                 return json_response(200, {"winstrom": {"@version": "1.0"}})
             return json_response(200, {"hello": "world"})
-        return self._route(req, company, rest)
+        return self._route(req, company, rest, lowversion)
 
     # -- routing --
 
-    def _route(self, req, company, rest):
+    def _route(self, req, company, rest, lowversion=False):
         if rest == ["changes.json"]:
             if req.method != "GET":
                 return method_not_allowed(["GET"])
-            return self._changes(req, company)
+            return self._changes(req, company, lowversion)
         if len(rest) == 2 and rest[0] == "changes":
             return self._changes_control(req, company, rest[1])
+        if rest == ["evidence-list.json"]:
+            if req.method != "GET":
+                return method_not_allowed(["GET"])
+            return self._evidence_list(company)
         if len(rest) == 1 and rest[0].endswith(".json"):
             evidence = unquote(rest[0][:-len(".json")])
             return self._evidence_listing(req, company, evidence)
@@ -557,7 +939,7 @@ class FlexiModule:
         self._set_changes_enabled(company, action == "enable.xml")
         return xml_success(True)
 
-    def _changes(self, req, company):
+    def _changes(self, req, company, lowversion=False):
         if not self._changes_enabled(company):
             return error(400, "Sledování změn (changes API) není zapnuté.")
         try:
@@ -571,13 +953,20 @@ class FlexiModule:
                               "limit > 0.")
         if company.kind == "huge":
             return Response(200, self._huge(), JSON_CT)
+        limit = min(limit, MAX_LIMIT)
         evidences = set(req.params.get("evidence", []))
-        changes, nxt = changes_page(company.log, start, min(limit, MAX_LIMIT),
-                                    evidences)
+        log = company.log
+        if (isinstance(log, GeneratedLog) and company.kind is None
+                and not lowversion):
+            return Response(200, self.pages.body(log, start, limit, evidences),
+                            JSON_CT)
+        changes, nxt = changes_page(log, start, limit, evidences)
         if company.kind == "badvalues":
             spoil(changes)
+        if lowversion:
+            lower_version(log, changes, start)
         return json_response(200, {"winstrom": {
-            "@globalVersion": str(company.log.global_version),
+            "@globalVersion": str(log.global_version),
             "changes": changes, "next": nxt}})
 
     def _huge(self):
@@ -592,16 +981,35 @@ class FlexiModule:
 
     # -- records --
 
+    def _evidence_list(self, company):
+        used = sorted(company.log.evidences)
+        return json_response(200, {"winstrom": {"@version": "1.0", "evidences": [
+            {"evidencePath": ev, "evidenceName": EVIDENCE_NAMES.get(ev, ev)}
+            for ev in used]}})
+
     def _evidence_listing(self, req, company, evidence):
         if req.method != "GET":
             return method_not_allowed(["GET"])
         if evidence not in self.known_evidences:
             return error(404, f"Evidence '{evidence}' neexistuje.")
         return self._listing(req, company, evidence,
-                             company.log.record_ids(evidence))
+                             lambda log: log.records(evidence), grow=True)
 
-    def _listing(self, req, company, evidence, ids, paged=True):
-        total = len(ids)
+    def _record_text(self, company_name, log, evidence, rid, token):
+        """A record's JSON text; cached, as its token fixes its content."""
+        key = (company_name, evidence, rid, token)
+        text = self._record_texts.get(key)
+        if text is None:
+            text = dumps(record_json(company_name, evidence,
+                                     log.record(evidence, rid)))
+            if len(self._record_texts) >= RECORD_CACHE_SIZE:
+                self._record_texts.clear()
+            self._record_texts[key] = text
+        return text
+
+    def _listing(self, req, company, evidence, select, paged=True, grow=False):
+        """A listing of the records select(log) gives as [(id, token)].
+        grow: a live company's log grows first (see /_sim/grow)."""
         if paged:
             try:
                 start = strict_int(req.param("start", "0"))
@@ -611,25 +1019,42 @@ class FlexiModule:
             except ValueError:
                 return error(400, "Parametry start a limit musí být "
                                   "celá čísla >= 0.")
-            ids = ids[start:] if limit == 0 else ids[start:start + limit]
-        body = {"@version": "1.0"}
+        if grow and company.live is not None:
+            company = replace(company, log=company.live.grow())
+        log = company.log
+        pairs = select(log)
+        total = len(pairs)
+        if paged:
+            pairs = pairs[start:] if limit == 0 else pairs[start:start + limit]
+        parts = [b'{"winstrom":{"@version":"1.0"']
         if is_true(req, "add-row-count"):
-            body["@rowCount"] = str(total)
+            parts.append(b',"@rowCount":"%d"' % total)
         if is_true(req, "add-global-version"):
-            body["@globalVersion"] = str(company.log.global_version)
-        body[evidence] = [record_json(company.name, evidence,
-                                      company.log.record(evidence, rid))
-                          for rid in ids]
-        return json_response(200, {"winstrom": body})
+            parts.append(b',"@globalVersion":"%d"' % log.global_version)
+        parts += [b",", dumps(evidence), b":[",
+                  b",".join([self._record_text(company.name, log, evidence,
+                                               rid, token)
+                             for rid, token in pairs]),
+                  b"]}}"]
+        return Response(200, b"".join(parts), JSON_CT)
 
-    def _existing(self, company, evidence, ids):
-        return sorted({rid for rid in ids
-                       if rid is not None and company.log.record(evidence, rid)})
+    def _existing(self, log, evidence, ids):
+        """[(id, token)] of the existing records among ids, ordered by id."""
+        if isinstance(log, GeneratedLog) and evidence in GEN_EV_INDEX:
+            table = log._token_table(evidence)
+            pairs = ((rid, table[rid] if 0 <= rid <= GEN_ID_SPACE else None)
+                     for rid in sorted({rid for rid in ids if rid is not None}))
+        else:
+            pairs = ((rid, log.record_token(evidence, rid))
+                     for rid in sorted({rid for rid in ids if rid is not None}))
+        return [(rid, token) for rid, token in pairs if token is not None]
 
     def _detail(self, req, company, evidence, rid):
-        if company.log.record(evidence, rid) is None:
+        token = company.log.record_token(evidence, rid)
+        if token is None:
             return not_found(rid, evidence)
-        return self._listing(req, company, evidence, [rid], paged=False)
+        return self._listing(req, company, evidence, lambda log: [(rid, token)],
+                             paged=False)
 
     def _redirect(self, req, company, evidence, ident):
         rid = company.log.resolve(evidence, ident)
@@ -641,12 +1066,26 @@ class FlexiModule:
         return Response(303, headers=[("Location", location)])
 
     def _filter_listing(self, req, company, evidence, text):
+        compare = re.fullmatch(r"\(\s*id\s*(>|>=|<|<=)\s*(-?\d+)\s*\)", text)
+        if compare:
+            # Keyset paging, as the initial load uses: records ordered by id
+            # (order=id@A is the only order served; others are refused).
+            if req.param("order", "id@A") != "id@A":
+                return error(400, "Podporováno je jen order=id@A.")
+            op, bound = compare.group(1), int(compare.group(2))
+            test = {">": lambda r: r > bound, ">=": lambda r: r >= bound,
+                    "<": lambda r: r < bound, "<=": lambda r: r <= bound}[op]
+            return self._listing(req, company, evidence,
+                                 lambda log: [(rid, token) for rid, token in log.records(evidence)
+                                              if test(rid)],
+                                 grow=True)
         try:
             ids = self._filter_ids(company, evidence, text)
         except ValueError:
             return error(400, f"Nepodporovaný filtr: {text}")
         return self._listing(req, company, evidence,
-                             self._existing(company, evidence, ids))
+                             lambda log: self._existing(log, evidence, ids),
+                             grow=True)
 
     def _filter_ids(self, company, evidence, text):
         """Ids named by "(id in (1,2))", "(id = 1)", "(kod in ('A'))", ..."""
@@ -663,7 +1102,8 @@ class FlexiModule:
             values = [values]
         values = [v.strip().strip("'\"") for v in values if v.strip()]
         if column == "id":
-            return [strict_int(v) for v in values]
+            return [int(v) if v.isascii() and v.isdigit() else strict_int(v)
+                    for v in values]
         return [company.log.resolve(evidence, "code:" + v) for v in values]
 
     def _bulk_get(self, req, company, evidence):
@@ -675,7 +1115,8 @@ class FlexiModule:
             wanted = [wanted]
         ids = [self._bulk_id(company, evidence, w) for w in wanted]
         return self._listing(req, company, evidence,
-                             self._existing(company, evidence, ids), paged=False)
+                             lambda log: self._existing(log, evidence, ids),
+                             paged=False)
 
     @staticmethod
     def _bulk_id(company, evidence, value):
@@ -687,10 +1128,84 @@ class FlexiModule:
             return company.log.resolve(evidence, value)
         return None
 
+    # -- /_sim/* controls (dbsync_sim.py dispatches them; no auth) --
 
-def spoil(changes):
-    """badvalues: three wrong values in an otherwise valid page."""
-    bad = (("@in-version", "12x"), ("@operation", "merge"),
-           ("@timestamp", "yesterday"))
-    for change, (field, value) in zip(changes, bad):
-        change[field] = value
+    def _control_company(self, req, live=False):
+        """(Company, None) or (None, error Response)."""
+        name = req.param("company")
+        if not name:
+            return None, sim_json(400, {"error": "company is required"})
+        if live and live_size(name) is None:
+            return None, sim_json(400, {"error": f"{name} is not a live<N> company"})
+        company = self.company(name)
+        if company is None:
+            return None, sim_json(404, {"error": f"no company {name}"})
+        return company, None
+
+    def _count_param(self, req, name):
+        try:
+            value = strict_int(req.param(name))
+        except ValueError:
+            raise ValueError(f"{name} must be an integer >= 0") from None
+        if value < 0:
+            raise ValueError(f"{name} must be an integer >= 0")
+        return value
+
+    def control_append(self, req):
+        company, failure = self._control_company(req, live=True)
+        if failure:
+            return failure
+        try:
+            count = self._count_param(req, "count")
+            log = company.live.append(count)
+        except ValueError as exc:
+            return sim_json(400, {"error": str(exc)})
+        return sim_json(200, {"company": company.name, "appended": count,
+                              "changes": log.n,
+                              "global_version": str(log.global_version)})
+
+    def control_grow(self, req):
+        company, failure = self._control_company(req, live=True)
+        if failure:
+            return failure
+        try:
+            company.live.per_listing = self._count_param(req, "per_listing")
+        except ValueError as exc:
+            return sim_json(400, {"error": str(exc)})
+        return sim_json(200, {"company": company.name,
+                              "per_listing": company.live.per_listing})
+
+    def control_log(self, req):
+        company, failure = self._control_company(req)
+        if failure:
+            return failure
+        log = company.log
+        try:
+            start = req.param("start")
+            first = 0 if start is None else log.first_index(strict_int(start))
+        except ValueError:
+            return sim_json(400, {"error": "start must be an integer"})
+        names = {ev: json.dumps(ev) for ev in log.evidences}
+        changes = ",".join([f'[{v},{names[ev]},"{op}",{rid}]'
+                            for v, ev, op, rid in log.entries(first)])
+        body = '{"global_version":"%d","changes":[%s]}' % (log.global_version,
+                                                           changes)
+        return Response(200, body.encode("utf-8"), JSON_CT)
+
+    def control_records(self, req):
+        company, failure = self._control_company(req)
+        if failure:
+            return failure
+        evidence = req.param("evidence")
+        if not evidence:
+            return sim_json(400, {"error": "evidence is required"})
+        log = company.log
+        existing, deleted = log.record_states(evidence)
+        texts = b",".join([self._record_text(company.name, log, evidence, rid, token)
+                           for rid, token in existing])
+        body = b'{"records":[%s],"deleted":%s}' % (
+            texts, json.dumps(deleted).encode("ascii"))
+        return Response(200, body, JSON_CT)
+
+    def control_cache(self, req):
+        return sim_json(200, self.pages.stats())

@@ -7,6 +7,9 @@ An API module is any object with:
     prefixes: list of path prefixes it owns (e.g. ["/c/"])
     handle(req: Request) -> Response
     reset() -> None            (forget per-run state; called by /_sim/reset)
+and optionally
+    controls: dict name -> (methods, func(req) -> Response): extra
+              /_sim/<name> control endpoints (no auth, no stats)
 """
 
 from dataclasses import dataclass, field
@@ -14,8 +17,9 @@ from typing import Callable, Optional
 
 # Transport-level fault modes, applied by the server when sending a Response.
 TRANSPORT_MODES = ("truncated", "truncated-json", "reset")
-# All fault modes that can be armed through /_sim/fault.
-FAULT_MODES = ("status", "slow", "malformed") + TRANSPORT_MODES
+# All fault modes that can be armed through /_sim/fault. "lowversion" is for
+# change-log pages only (other requests pass over it; see flexi.py).
+FAULT_MODES = ("status", "slow", "malformed") + TRANSPORT_MODES + ("lowversion",)
 
 
 @dataclass
@@ -46,8 +50,9 @@ class Request:
     params: dict            # name -> list of decoded values
     headers: object         # http.client.HTTPMessage
     body: bytes
-    # take_fault(scope) -> Fault or None: consume one armed on-demand fault.
-    take_fault: Callable[[str], Optional[Fault]]
+    # take_fault(scope, skip=()) -> Fault or None: consume the first armed
+    # on-demand fault of scope whose mode is not in skip.
+    take_fault: Callable[..., Optional[Fault]]
     # sleep(seconds): interruptible sleep that ends early on server shutdown.
     sleep: Callable[[float], None]
 

@@ -19,10 +19,14 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import unittest
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import flexi  # noqa: E402  (in-process tests of the fast paths)
 SCRIPT = os.path.join(HERE, "dbsync_sim.py")
 MAKE_CERTS = os.path.join(HERE, "make_certs.sh")
 FIXTURE = os.path.join(HERE, "..", "fixtures", "flexi-changes-real.json")
@@ -99,6 +103,32 @@ def fixture_changes():
 
 def gen_version(i):
     return 1000 + i + i // 7
+
+
+def reference_timestamp(i):
+    """The generated timestamp, computed the slow and obvious way."""
+    micros = i * 2_537_193 + (i * 7919) % 1000
+    if i % 13 == 12:
+        j = i - 1
+        micros = j * 2_537_193 + (j * 7919) % 1000 - 250_000 - (i % 89) * 1000
+    t = datetime(2024, 1, 1, 8) + timedelta(microseconds=micros)
+    return t.isoformat(" ", "microseconds")[:21 + i % 6]
+
+
+def reference_page(log, start, limit, evidences=()):
+    """A changes.json body built from dicts by the original (slow) path."""
+    changes, nxt = flexi.changes_page(log, start, limit, set(evidences))
+    return flexi.dumps({"winstrom": {"@globalVersion": str(log.global_version),
+                                     "changes": changes, "next": nxt}})
+
+
+def last_update(timestamp):
+    date_time, _, fraction = timestamp.partition(".")
+    return date_time.replace(" ", "T") + "." + (fraction + "000")[:3] + "+01:00"
+
+
+GEN_EVIDENCES = ["faktura-vydana", "faktura-vydana-polozka", "adresar", "cenik",
+                 "objednavka-prijata"]
 
 
 class SimTest(unittest.TestCase):
@@ -581,6 +611,319 @@ class SimTest(unittest.TestCase):
         self.assertEqual(self.call("POST", "/_sim/fault?company=demo&mode=bogus", auth=False).status, 400)
         self.assertEqual(self.call("POST", "/_sim/fault?mode=status", auth=False).status, 400)
 
+    # -- continuous sync support: listings, evidence list, live logs, ground truth --
+
+    def sim_json(self, method, path):
+        reply = self.call(method, path, auth=False)
+        self.assertEqual(reply.status, 200, reply.body[:300])
+        return reply.json()
+
+    def listing(self, company, evidence, query="?limit=0"):
+        reply = self.call("GET", f"/c/{company}/{evidence}.json{query}")
+        self.assertEqual(reply.status, 200, reply.body[:300])
+        return reply.json()["winstrom"]
+
+    def filter_listing(self, company, evidence, ids, query="?limit=0"):
+        segment = "(id%20in%20(" + ",".join(map(str, ids)) + "))"
+        reply = self.call("GET", f"/c/{company}/{evidence}/{segment}.json{query}")
+        self.assertEqual(reply.status, 200, reply.body[:300])
+        return reply.json()["winstrom"]
+
+    def test_sync_listing_shape(self):
+        query = "?start=0&limit=0&add-row-count=true&add-global-version=true"
+        gv = self.changes("gen1000000", "?limit=1")["@globalVersion"]
+        for evidence in GEN_EVIDENCES:
+            body = self.listing("gen1000000", evidence, query)
+            self.assertEqual(list(body), ["@version", "@rowCount", "@globalVersion", evidence])
+            self.assertEqual((body["@version"], body["@globalVersion"]), ("1.0", gv))
+            records = body[evidence]
+            self.assertEqual(body["@rowCount"], str(len(records)))
+            ids = [int(r["id"]) for r in records]
+            self.assertEqual(ids, sorted(set(ids)))
+            self.assertTrue(300 < len(ids) <= 997, len(ids))
+            for rec in records:
+                self.assertTrue(all(isinstance(v, str) for v in rec.values()), rec)
+                self.assertEqual(list(rec)[:5], ["id", "lastUpdate", "kod", "nazev", "popis"])
+            # offset paging covers the same records, in order
+            paged, start = [], 0
+            while True:
+                page = self.listing("gen1000000", evidence,
+                                    f"?start={start}&limit=150&add-row-count=true")
+                self.assertEqual(page["@rowCount"], str(len(records)))
+                paged += page[evidence]
+                if len(page[evidence]) < 150:
+                    break
+                start += 150
+            self.assertEqual(paged, records)
+            # the filter form: the ids that exist, ordered by id, same content
+            wanted = [998, 5, 3, 1, 2, 700, 4, 3, 0, 996, 997]
+            got = self.filter_listing("gen1000000", evidence, wanted)[evidence]
+            self.assertEqual(got, [r for r in records if int(r["id"]) in wanted])
+            body = self.filter_listing("gen1000000", evidence, wanted,
+                                       "?limit=0&add-global-version=true")
+            self.assertEqual(body["@globalVersion"], gv)
+
+    def test_records_follow_their_last_change(self):
+        changes = self.all_changes("gen3000")
+        last = {}
+        for c in changes:
+            last[(c["@evidence"], c["id"])] = c
+        for evidence in GEN_EVIDENCES:
+            records = {r["id"]: r for r in self.listing("gen3000", evidence)[evidence]}
+            expected = {rid: c for (ev, rid), c in last.items()
+                        if ev == evidence and c["@operation"] != "delete"}
+            self.assertEqual(set(records), set(expected))
+            for rid, rec in records.items():
+                c = expected[rid]
+                self.assertEqual(rec["lastUpdate"], last_update(c["@timestamp"]))
+                self.assertEqual(rec["popis"], "Simulated record, last change in version "
+                                 + c["@in-version"])
+
+    def test_evidence_list(self):
+        body = self.call("GET", "/c/demo/evidence-list.json").json()["winstrom"]
+        self.assertEqual(list(body), ["@version", "evidences"])
+        paths = [e["evidencePath"] for e in body["evidences"]]
+        self.assertEqual(paths, sorted({c["@evidence"] for c in fixture_changes()}))
+        self.assertIn({"evidencePath": "adresar", "evidenceName": "Adresář"}, body["evidences"])
+        self.assertTrue(all(list(e) == ["evidencePath", "evidenceName"] and e["evidenceName"]
+                            for e in body["evidences"]))
+        for company, expected in (("gen1000", sorted(GEN_EVIDENCES)),
+                                  ("gen2", GEN_EVIDENCES[:2]), ("live0", []),
+                                  ("live4", sorted(GEN_EVIDENCES[:4]))):
+            reply = self.call("GET", f"/c/{company}/evidence-list.json")
+            self.assertEqual(reply.header("Content-Type"), "application/json; charset=utf-8")
+            self.assertEqual([e["evidencePath"] for e in reply.json()["winstrom"]["evidences"]],
+                             expected, company)
+        self.call("POST", "/_sim/append?company=live0&count=3", auth=False)
+        self.assertEqual([e["evidencePath"] for e in self.call(
+            "GET", "/c/live0/evidence-list.json").json()["winstrom"]["evidences"]],
+            sorted(GEN_EVIDENCES[:3]))
+        self.assertEqual(self.call("POST", "/c/demo/evidence-list.json").status, 405)
+        self.assertEqual(self.call("GET", "/c/demo/evidence-list.json", auth=False).status, 401)
+
+    def test_sim_log(self):
+        log = self.sim_json("GET", "/_sim/log?company=gen2500")
+        changes = self.all_changes("gen2500")
+        self.assertEqual(list(log), ["global_version", "changes"])
+        self.assertEqual(log["global_version"], str(gen_version(2499) + 3))
+        self.assertEqual(log["changes"], [[int(c["@in-version"]), c["@evidence"], c["@operation"],
+                                           int(c["id"])] for c in changes])
+        start = gen_version(1234)
+        self.assertEqual(self.sim_json("GET", f"/_sim/log?company=gen2500&start={start}")["changes"],
+                         log["changes"][1234:])
+        # start in a version gap (1007 does not exist)
+        self.assertEqual(self.sim_json("GET", "/_sim/log?company=gen2500&start=1007")["changes"],
+                         log["changes"][7:])
+        demo = self.sim_json("GET", "/_sim/log?company=demo")
+        self.assertEqual(demo["global_version"], "3656999")
+        self.assertEqual(demo["changes"], [[int(c["@in-version"]), c["@evidence"], c["@operation"],
+                                            int(c["id"])] for c in fixture_changes()])
+        self.assertEqual(self.sim_json("GET", "/_sim/log?company=live0"),
+                         {"global_version": "1000", "changes": []})
+        self.assertEqual(self.call("GET", "/_sim/log?company=nope", auth=False).status, 404)
+        self.assertEqual(self.call("GET", "/_sim/log", auth=False).status, 400)
+        self.assertEqual(self.call("GET", "/_sim/log?company=demo&start=x", auth=False).status, 400)
+        self.assertEqual(self.call("POST", "/_sim/log?company=demo", auth=False).status, 405)
+
+    def test_sim_records(self):
+        for company in ("gen3000", "gen1000000", "demo"):
+            log = self.sim_json("GET", f"/_sim/log?company={company}")["changes"]
+            last = {}
+            for version, evidence, op, rid in log:
+                last[(evidence, rid)] = op
+            for evidence in ("adresar", "faktura-vydana", "faktura-vydana-polozka", "banka"):
+                truth = self.sim_json("GET", f"/_sim/records?company={company}&evidence={evidence}")
+                self.assertEqual(list(truth), ["records", "deleted"])
+                listed = self.listing(company, evidence)[evidence]
+                self.assertEqual(truth["records"], listed, (company, evidence))
+                self.assertEqual([int(r["id"]) for r in truth["records"]],
+                                 sorted(rid for (ev, rid), op in last.items()
+                                        if ev == evidence and op != "delete"))
+                self.assertEqual(truth["deleted"], sorted(rid for (ev, rid), op in last.items()
+                                                          if ev == evidence and op == "delete"))
+        self.assertTrue(self.sim_json("GET", "/_sim/records?company=gen3000&evidence=adresar")["deleted"])
+        self.assertEqual(self.sim_json("GET", "/_sim/records?company=gen3000&evidence=nic"),
+                         {"records": [], "deleted": []})
+        self.assertEqual(self.call("GET", "/_sim/records?company=gen3000", auth=False).status, 400)
+        self.assertEqual(self.call("GET", "/_sim/records?company=x&evidence=adresar",
+                                   auth=False).status, 404)
+
+    def test_live_log(self):
+        # live<N> starts like gen<N>; its globalVersion is the next change's version
+        page = self.changes("live25", "?limit=1000")
+        self.assertEqual(page["changes"], self.changes("gen25", "?limit=1000")["changes"])
+        self.assertEqual(page["@globalVersion"], str(gen_version(25)))
+        before = self.listing("live25", "adresar", "?limit=0&add-global-version=true")
+        self.assertEqual(before["@globalVersion"], str(gen_version(25)))
+        reply = self.sim_json("POST", "/_sim/append?company=live25&count=10")
+        self.assertEqual(reply, {"company": "live25", "appended": 10, "changes": 35,
+                                 "global_version": str(gen_version(35))})
+        # the changes from the old globalVersion on are exactly the new ones
+        page = self.changes("live25", f"?start={before['@globalVersion']}&limit=1000")
+        self.assertEqual(page["changes"], self.changes("gen35", "?limit=1000")["changes"][25:])
+        self.assertEqual((page["@globalVersion"], page["next"]), (str(gen_version(35)), "none"))
+        # a long growth: same generator as gen<N>, records follow
+        self.sim_json("POST", "/_sim/append?company=live25&count=5965")
+        self.assertEqual(self.all_changes("live25"), self.all_changes("gen6000"))
+        for evidence in GEN_EVIDENCES:
+            live = self.sim_json("GET", f"/_sim/records?company=live25&evidence={evidence}")
+            gen = self.sim_json("GET", f"/_sim/records?company=gen6000&evidence={evidence}")
+            self.assertEqual(json.dumps(live).replace("live25", "gen6000"), json.dumps(gen))
+        self.assertEqual(self.sim_json("GET", "/_sim/log?company=live25")["changes"],
+                         self.sim_json("GET", "/_sim/log?company=gen6000")["changes"])
+        # reset restores N
+        self.call("POST", "/_sim/reset", auth=False)
+        self.assertEqual(len(self.changes("live25", "?limit=1000")["changes"]), 25)
+        self.assertEqual(self.listing("live25", "adresar", "?limit=0&add-global-version=true"), before)
+        for bad in ("company=gen25&count=1", "company=live25&count=-1", "company=live25&count=x",
+                    "company=live25", "count=1", "company=live25&count=10000000"):
+            self.assertEqual(self.call("POST", f"/_sim/append?{bad}", auth=False).status, 400, bad)
+        self.assertEqual(self.call("GET", "/_sim/append?company=live25&count=1", auth=False).status, 405)
+        self.assertEqual(self.call("POST", "/_sim/append?company=live25&count=0", auth=False).status, 200)
+        self.assert_flexi_error(self.call("GET", "/c/live10000001/changes.json"), 404)
+        self.assert_flexi_error(self.call("GET", "/c/live01/changes.json"), 404)
+
+    def test_stale_copy_differs_after_append(self):
+        old = {r["id"]: r for r in self.sim_json(
+            "GET", "/_sim/records?company=live9000&evidence=adresar")["records"]}
+        self.sim_json("POST", "/_sim/append?company=live9000&count=300")
+        touched = {str(rid) for v, ev, op, rid in self.sim_json(
+            "GET", f"/_sim/log?company=live9000&start={gen_version(9000)}")["changes"]
+            if ev == "adresar"}
+        self.assertTrue(touched)
+        new = {r["id"]: r for r in self.listing("live9000", "adresar")["adresar"]}
+        for rid in set(old) | set(new):
+            if rid in touched:
+                self.assertNotEqual(old.get(rid), new.get(rid), rid)
+            else:
+                self.assertEqual(old[rid], new[rid], rid)
+
+    def test_grow_per_listing(self):
+        self.assertEqual(self.sim_json("POST", "/_sim/grow?company=live50&per_listing=7"),
+                         {"company": "live50", "per_listing": 7})
+        gv = lambda n: str(gen_version(n))  # noqa: E731
+        body = self.listing("live50", "adresar", "?limit=5&add-global-version=true")
+        self.assertEqual(body["@globalVersion"], gv(57))  # grown before answering
+        self.assertEqual(len(self.sim_json("GET", "/_sim/log?company=live50")["changes"]), 57)
+        body = self.filter_listing("live50", "cenik", [1, 2, 3, 4], "?add-global-version=true")
+        self.assertEqual(body["@globalVersion"], gv(64))
+        truth = self.sim_json("GET", "/_sim/records?company=live50&evidence=cenik")["records"]
+        self.assertEqual(body["cenik"], [r for r in truth if int(r["id"]) <= 4])
+        # neither changes, details, get.json, evidence-list nor /_sim/* grow it
+        self.changes("live50", "?limit=1000")
+        self.call("GET", "/c/live50/cenik/1.json")
+        self.call("POST", "/c/live50/cenik/get.json", {"winstrom": {"id": [1]}})
+        self.call("GET", "/c/live50/evidence-list.json")
+        self.assert_flexi_error(self.call("GET", "/c/live50/adresar.json?limit=x"), 400)
+        self.sim_json("GET", "/_sim/records?company=live50&evidence=cenik")
+        self.assertEqual(self.changes("live50", "?limit=1")["@globalVersion"], gv(64))
+        # a listing replaced by a fault does not grow; a slow one does
+        self.call("POST", "/_sim/fault?company=live50&mode=status&status=503", auth=False)
+        self.assert_flexi_error(self.call("GET", "/c/live50/adresar.json"), 503)
+        self.call("POST", "/_sim/fault?company=live50&mode=slow&seconds=0", auth=False)
+        self.assertEqual(self.listing("live50", "adresar", "?add-global-version=true")
+                         ["@globalVersion"], gv(71))
+        # the listing is consistent with the grown log
+        body = self.listing("live50", "faktura-vydana", "?limit=0&add-row-count=true")
+        truth = self.sim_json("GET", "/_sim/records?company=live50&evidence=faktura-vydana")
+        self.assertEqual(body["faktura-vydana"], truth["records"])
+        self.assertEqual(self.sim_json("POST", "/_sim/grow?company=live50&per_listing=0")
+                         ["per_listing"], 0)
+        self.listing("live50", "adresar")
+        self.assertEqual(self.changes("live50", "?limit=1")["@globalVersion"], gv(78))
+        self.sim_json("POST", "/_sim/grow?company=live50&per_listing=3")
+        self.call("POST", "/_sim/reset", auth=False)
+        self.listing("live50", "adresar")
+        self.assertEqual(self.changes("live50", "?limit=1")["@globalVersion"], gv(50))
+        for bad in ("company=gen50&per_listing=1", "company=live50&per_listing=-1",
+                    "company=live50"):
+            self.assertEqual(self.call("POST", f"/_sim/grow?{bad}", auth=False).status, 400, bad)
+
+    def test_armed_faults_on_listings(self):
+        paths = ["/c/{}/adresar.json?limit=0&add-global-version=true",
+                 "/c/{}/adresar/(id%20in%20(4,5,6)).json?limit=0",
+                 "/c/{}/evidence-list.json", "/c/{}/adresar/4.json"]
+        for company in ("gen1000000", "live30", "demo"):
+            for template in paths:
+                path = template.format(company)
+                good = self.call("GET", path)
+                self.assertIn(good.status, (200, 404), path)
+                self.call("POST", f"/_sim/fault?company={company}&mode=status&status=502",
+                          auth=False)
+                self.assert_flexi_error(self.call("GET", path), 502)
+                for mode in ("malformed", "truncated-json"):
+                    self.call("POST", f"/_sim/fault?company={company}&mode={mode}", auth=False)
+                    reply = self.call("GET", path)
+                    self.assertEqual(reply.status, 200 if mode == "malformed" else good.status,
+                                     (path, mode))
+                    self.assertRaises(ValueError, json.loads, reply.body)
+                self.call("POST", f"/_sim/fault?company={company}&mode=reset", auth=False)
+                self.assertRaises(ConnectionResetError, self.call, "GET", path)
+                self.call("POST", f"/_sim/fault?company={company}&mode=truncated", auth=False)
+                self.assertRaises(http.client.IncompleteRead, self.call, "GET", path)
+                self.call("POST", f"/_sim/fault?company={company}&mode=slow&seconds=0.05",
+                          auth=False)
+                started = time.monotonic()
+                self.assertEqual(self.call("GET", path).body, good.body, path)
+                self.assertGreaterEqual(time.monotonic() - started, 0.05)
+                self.assertEqual(self.call("GET", path).body, good.body, path)
+
+    def test_lowversion_fault(self):
+        normal = self.changes("gen1000", "?start=1100&limit=10")
+        self.call("POST", "/_sim/fault?company=gen1000&mode=lowversion", auth=False)
+        # listings, details and the evidence list pass over it
+        self.assertEqual(self.call("GET", "/c/gen1000/adresar.json").status, 200)
+        self.assertEqual(self.call("GET", "/c/gen1000/evidence-list.json").status, 200)
+        self.assertEqual(self.call("GET", "/c/gen1000/cenik/2.json").status, 200)
+        bad = self.changes("gen1000", "?start=1100&limit=10")
+        low = [c for c in bad["changes"] if int(c["@in-version"]) < 1100]
+        self.assertEqual(len(low), 1)
+        self.assertEqual(low[0]["@in-version"], "1099")
+        self.assertEqual(bad["changes"].index(low[0]), 5)
+        for got, want in zip(bad["changes"], normal["changes"]):
+            if got is not low[0]:
+                self.assertEqual(got, want)
+        self.assertEqual((bad["next"], bad["@globalVersion"]),
+                         (normal["next"], normal["@globalVersion"]))
+        self.assertEqual(self.changes("gen1000", "?start=1100&limit=10"), normal)  # spent
+        # without start: below the page's first version; demo too; empty page
+        self.call("POST", "/_sim/fault?company=demo&mode=lowversion", auth=False)
+        bad = self.changes("demo", "?limit=3")["changes"]
+        first = int(fixture_changes()[0]["@in-version"])
+        self.assertEqual([c["@in-version"] for c in bad][1], str(first - 1))
+        self.call("POST", "/_sim/fault?company=live10&mode=lowversion", auth=False)
+        page = self.changes("live10", "?start=999999")
+        self.assertEqual([c["@in-version"] for c in page["changes"]], ["999998"])
+        self.assertEqual(page["next"], "none")
+        # queue order: a listing takes the first fault that applies to it
+        self.call("POST", "/_sim/fault?company=gen1000&mode=lowversion", auth=False)
+        self.call("POST", "/_sim/fault?company=gen1000&mode=status&status=500", auth=False)
+        self.assert_flexi_error(self.call("GET", "/c/gen1000/adresar.json"), 500)
+        self.assertEqual(self.changes("gen1000", "?start=1100&limit=10")["changes"][5]
+                         ["@in-version"], "1099")
+        self.assertEqual(self.changes("gen1000", "?start=1100&limit=10"), normal)
+
+    def test_gen_pages_cached_equal_uncached(self):
+        queries = ["?limit=1000", "?start=1000&limit=1000", "?start=5000&limit=7",
+                   "?start=3000&limit=1000&evidence=adresar&evidence=cenik",
+                   "?start=1&limit=100&evidence=banka", "?limit=1000&evidence=faktura-vydana"
+                   "&evidence=faktura-vydana-polozka&evidence=adresar&evidence=cenik"
+                   "&evidence=objednavka-prijata&evidence=nic"]
+        for company, n in (("gen5000", 5000), ("gen1200", 1200), ("live4500", 4500)):
+            log = flexi.GeneratedLog(n, live=company.startswith("live"))
+            for query in queries:
+                first = self.call("GET", f"/c/{company}/changes.json{query}").body
+                second = self.call("GET", f"/c/{company}/changes.json{query}").body
+                self.assertEqual(first, second, (company, query))
+                params = dict(p.split("=") for p in query[1:].split("&") if "evidence" not in p)
+                evidences = [p[9:] for p in query[1:].split("&") if p.startswith("evidence=")]
+                start = int(params["start"]) if "start" in params else None
+                expected = reference_page(log, start, min(int(params["limit"]), 1000), evidences)
+                self.assertEqual(first, expected, (company, query))
+        cache = self.sim_json("GET", "/_sim/cache")
+        self.assertGreater(cache["lru"], 0)
+        self.assertEqual(cache["pinned"], 0)
+
     # -- stats, keep-alive, log --
 
     def test_stats_and_keep_alive(self):
@@ -619,6 +962,139 @@ class SimTest(unittest.TestCase):
         self.assertRegex(log, r"GET /c/gen7/changes.json 401 \d+\n")
         self.assertNotIn("leaked-secret", log)
         self.assertNotIn(PASSWORD, log)
+
+
+class FastPathTest(unittest.TestCase):
+    """In-process: the fast serializers and caches give the bytes of the
+    original dict + json.dumps path."""
+
+    SAMPLES = (list(range(0, 3000)) + list(range(999_000, 1_001_000, 7))
+               + [9_999_999, 9_999_998, 5_000_000, 34_055, 34_056, 34_057]
+               + [i * 104_729 % 10_000_000 for i in range(2000)])
+
+    def test_timestamps(self):
+        for i in self.SAMPLES:
+            self.assertEqual(flexi.gen_timestamp(i), reference_timestamp(i), i)
+
+    def test_change_text(self):
+        log = flexi.GeneratedLog(10_000_000)
+        for i in self.SAMPLES:
+            self.assertEqual(flexi.gen_change_text(i).encode(), flexi.dumps(log.change(i)), i)
+
+    def test_page_cache(self):
+        cache = flexi.PageCache()
+        cases = [(None, 1000, ()), (1000, 1000, ()), (1007, 1000, ()), (2143, 5, ()),
+                 (1500, 1000, ("adresar",)), (1000, 300, ("cenik", "faktura-vydana", "nic")),
+                 (1000, 1000, ("banka",)), (1000, 1000, tuple(GEN_EVIDENCES)),
+                 (99_999_999, 10, ())]
+        for n in (1, 7, 1000, 1001, 1200, 2000, 5000, 1_000_000):
+            for live in (False, True):
+                log = flexi.GeneratedLog(n, live)
+                for start, limit, evidences in cases:
+                    expected = reference_page(log, start, limit, evidences)
+                    for _ in range(2):  # cold, then cached
+                        self.assertEqual(cache.body(log, start, limit, set(evidences)), expected,
+                                         (n, live, start, limit, evidences))
+        self.assertGreater(cache.stats()["lru"], 10)
+
+    def test_lru_bound(self):
+        cache = flexi.PageCache(max_bytes=1_000_000)
+        log = flexi.GeneratedLog(100_000)
+        for k in range(30):
+            cache.body(log, flexi.GeneratedLog.version(k * 1000), 1000, set())
+        stats = cache.stats()
+        self.assertLessEqual(stats["lru_bytes"], 1_000_000)
+        self.assertTrue(0 < stats["lru"] < 30)
+        self.assertEqual(cache.body(log, 1000, 1000, set()), reference_page(log, 1000, 1000))
+
+    def test_precompute(self):
+        cache = flexi.PageCache()
+        log = flexi.GeneratedLog(3500)
+        cache.precompute(log)
+        self.assertEqual(cache.stats(), {"pinned": 4, "lru": 0, "lru_bytes": 0})
+        start = None
+        while True:
+            body = cache.body(log, start, 1000, set())
+            self.assertEqual(body, reference_page(log, start, 1000))
+            nxt = json.loads(body)["winstrom"]["next"]
+            if nxt == "none":
+                break
+            start = int(nxt)
+        self.assertEqual(cache.stats()["lru"], 0)  # all served from the pinned pages
+        # a pinned page cut by the limit serves longer logs; shorter ones get their own
+        for n in (3200, 2500, 1000_000):
+            other = flexi.GeneratedLog(n)
+            self.assertEqual(cache.body(other, 2000, 1000, set()), reference_page(other, 2000, 1000))
+
+    def test_listings_match_dumps(self):
+        options = types.SimpleNamespace(user="api", password=PASSWORD, fixture=FIXTURE)
+        module = flexi.FlexiModule(options)
+        for name in ("gen3000", "live3000", "demo"):
+            company = module.company(name)
+            for evidence in GEN_EVIDENCES + ["banka", "nic"]:
+                ids = company.log.record_ids(evidence)
+                expected = flexi.dumps({"winstrom": {
+                    "@version": "1.0", "@rowCount": str(len(ids)),
+                    "@globalVersion": str(company.log.global_version),
+                    evidence: [flexi.record_json(name, evidence, company.log.record(evidence, rid))
+                               for rid in ids]}})
+                query = {"limit": "0", "add-row-count": "true", "add-global-version": "true"}
+                req = types.SimpleNamespace(param=lambda key, default=None: query.get(key, default))
+                for _ in range(2):  # cold, then from the record text cache
+                    body = module._listing(req, company, evidence,
+                                           lambda log: log.records(evidence)).body
+                    self.assertEqual(body, expected, (name, evidence))
+
+
+class PrecomputeTest(unittest.TestCase):
+    def test_precompute_serves_the_same_pages(self):
+        sim = SimProcess("--precompute", "gen5000", "--precompute", "live2500")
+        try:
+            def get(path, method="GET"):
+                conn = sim.connect()
+                try:
+                    conn.request(method, path, b"" if method == "POST" else None,
+                                 {"Authorization": AUTH})
+                    resp = conn.getresponse()
+                    return resp.status, resp.read()
+                finally:
+                    conn.close()
+
+            # gen5000: 4 pages cut by the limit + its last page; live2500 shares the
+            # cut ones (a change's text depends on its index only) + its last page
+            self.assertEqual(json.loads(get("/_sim/cache")[1]),
+                             {"pinned": 6, "lru": 0, "lru_bytes": 0})
+
+            def full_pass(company, log):
+                start = None
+                while True:
+                    query = "?limit=1000" + (f"&start={start}" if start else "")
+                    status, body = get(f"/c/{company}/changes.json{query}")
+                    self.assertEqual(status, 200)
+                    self.assertEqual(body, reference_page(log, start, 1000), (company, start))
+                    nxt = json.loads(body)["winstrom"]["next"]
+                    if nxt == "none":
+                        return
+                    start = int(nxt)
+
+            full_pass("gen5000", flexi.GeneratedLog(5000))
+            full_pass("live2500", flexi.GeneratedLog(2500, live=True))
+            self.assertEqual(json.loads(get("/_sim/cache")[1])["lru"], 0)
+            self.assertEqual(get("/_sim/append?company=live2500&count=100", "POST")[0], 200)
+            full_pass("live2500", flexi.GeneratedLog(2600, live=True))
+            self.assertEqual(json.loads(get("/_sim/cache")[1])["lru"], 1)  # the new last page
+            with open(sim.stdout_path, "rb") as f:
+                self.assertEqual(f.read(), b"")
+        finally:
+            sim.stop()
+            sim.cleanup()
+
+    def test_bad_precompute_names(self):
+        for name in ("demo", "gen0", "gen10000001", "live01", "x"):
+            done = subprocess.run([sys.executable, SCRIPT, "--port", "0", "--precompute", name],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+            self.assertEqual(done.returncode, 2, name)
+            self.assertIn(b"--precompute", done.stderr)
 
 
 def make_certs(directory):

@@ -6,9 +6,13 @@ CREATE ROLE regress_dbsync_other LOGIN;
 SELECT p.oid::regprocedure AS function, has_function_privilege('regress_dbsync_user', p.oid, 'EXECUTE') AS can_execute
   FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dbsync') AND d.deptype = 'e'
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 -- The dbsync schema is not PUBLIC's either.
 SELECT has_schema_privilege('regress_dbsync_user', 'dbsync', 'USAGE') AS schema_usage;
+-- Staging and job tables (payloads, owners) are not PUBLIC's.
+SELECT c.oid::regclass AS relation, has_table_privilege('regress_dbsync_user', c.oid, 'SELECT') AS can_select
+  FROM pg_class c WHERE c.relnamespace = 'dbsync'::regnamespace AND c.relkind IN ('r', 'v')
+ ORDER BY c.oid::regclass::text;
 -- Only superusers may use the wrapper unless granted.
 SELECT has_foreign_data_wrapper_privilege('regress_dbsync_user', 'dbsync', 'USAGE') AS fdw_usage;
 

@@ -1,0 +1,210 @@
+/*
+ * job_runner.c: runs the due jobs of one database, then exits (see worker.h).
+ *
+ * Each job runs in steps (bg_txn.h). An ERROR in a job aborts the step in
+ * flight, is logged and recorded on the job (which backs off), and the
+ * runner goes on; SIGTERM ends the runner at once, even during a request,
+ * and a job it leaves 'running' is repaired by the next runner.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "bg_txn.h"
+#include "jobs.h"
+#include "sync.h"
+#include "worker.h"
+
+/* A job runs at most this many pages before it yields to the others. */
+#define PAGES_PER_JOB_RUN 100
+/* A runner waits for a job due this soon instead of exiting. */
+#define WAIT_FOR_DUE_MS 1000
+/* How soon a job whose subscription was busy tries again. */
+#define BUSY_RETRY_MS 1000
+
+/* Whether the database has dbsync with its job queue. */
+static bool
+extension_ready(void)
+{
+	bool		ready;
+	Oid			nsp;
+
+	StartTransactionCommand();
+	nsp = get_namespace_oid("dbsync", true);
+	ready = OidIsValid(get_extension_oid("dbsync", true)) && OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("job", nsp));
+	CommitTransactionCommand();
+	return ready;
+}
+
+static void
+run_changes_pull(TxnScope *tx, const DbsyncJob *job)
+{
+	SyncRoundResult res;
+	char	   *result;
+
+	sync_round_run(tx, job->subscription_id, true, PAGES_PER_JOB_RUN, &res);
+	result = psprintf("{\"outcome\": \"%s\", \"pages\": %d, \"changes\": " INT64_FORMAT
+					  ", \"records\": " INT64_FORMAT ", \"records_missing\": " INT64_FORMAT "}",
+					  res.outcome, res.pages, res.changes, res.records, res.missing);
+	txn_begin(tx);
+	jobs_finish_ok(job, strcmp(res.outcome, "busy") == 0 ? BUSY_RETRY_MS
+				   : strcmp(res.outcome, "more") == 0 ? 1 : 0, result);
+	txn_commit(tx);
+}
+
+/* Records a failed job; if even that fails (extension dropped), the runner stops. */
+static void
+record_failure(TxnScope *tx, const DbsyncJob *job, const char *message)
+{
+	PG_TRY();
+	{
+		txn_begin(tx);
+		jobs_finish_error(job, message);
+		if (job->has_subscription)
+			store_round_failed(job->subscription_id, message);
+		txn_commit(tx);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		txn_abort_after_error(tx);
+		ereport(LOG, (errmsg("dbsync job runner stops: it could not record the failure of job " INT64_FORMAT,
+							 job->id)));
+		proc_exit(0);
+	}
+	PG_END_TRY();
+}
+
+static void
+run_job(MemoryContext job_cxt, const DbsyncJob *job)
+{
+	TxnScope	tx;
+
+	txn_scope_init(&tx, true);
+	pgstat_report_activity(STATE_RUNNING, psprintf("dbsync job " INT64_FORMAT ": %s", job->id, job->kind));
+	PG_TRY();
+	{
+		if (strcmp(job->kind, "changes_pull") == 0 && job->has_subscription)
+			run_changes_pull(&tx, job);
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("dbsync job " INT64_FORMAT " has unknown kind \"%s\"", job->id, job->kind)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* Log it as any failed statement would be, then keep it for the job's row. */
+		EmitErrorReport();
+		MemoryContextSwitchTo(job_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		tx.work_cxt = job_cxt;
+		txn_abort_after_error(&tx);
+		LockReleaseAll(USER_LOCKMETHOD, true);
+		record_failure(&tx, job, edata->message);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static void
+runner_exit(int slot, TimestampTz next_due)
+{
+	dbsync_set_next_due(slot, next_due);
+	proc_exit(0);
+}
+
+void
+dbsync_runner_main(Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+	char		dbname[NAMEDATALEN];
+	MemoryContext job_cxt;
+	TxnScope	tx;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	pgstat_report_appname("dbsync job runner");
+
+	if (!extension_ready())
+		runner_exit(slot, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dbsync_naptime_s * 1000L));
+
+	job_cxt = AllocSetContextCreate(TopMemoryContext, "dbsync job", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(job_cxt);
+	txn_scope_init(&tx, true);
+
+	txn_begin(&tx);
+	{
+		uint64		repaired = jobs_repair();
+
+		if (repaired > 0)
+			ereport(LOG, (errmsg("dbsync: %llu job(s) interrupted by a stopped runner will run again",
+								 (unsigned long long) repaired)));
+	}
+	txn_commit(&tx);
+
+	for (;;)
+	{
+		DbsyncJob	job;
+		bool		claimed;
+		TimestampTz due = 0;
+		bool		has_due = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(job_cxt);
+		MemoryContextSwitchTo(job_cxt);
+		tx.work_cxt = job_cxt;
+
+		txn_begin(&tx);
+		claimed = jobs_claim_next(&job);
+		if (!claimed)
+			has_due = jobs_next_due(&due);
+		txn_commit(&tx);
+
+		if (claimed)
+		{
+			run_job(job_cxt, &job);
+			continue;
+		}
+		if (has_due)
+		{
+			long		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), due);
+
+			if (wait_ms <= WAIT_FOR_DUE_MS)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 Max(wait_ms, 1), PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				continue;
+			}
+			runner_exit(slot, due);
+		}
+		runner_exit(slot, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dbsync_naptime_s * 1000L));
+	}
+}

@@ -1,0 +1,52 @@
+/*
+ * worker.h: dbsync's background workers.
+ *
+ * A launcher (started by shared_preload_libraries) starts one job runner per
+ * database named in dbsync.databases whenever that database has a job due.
+ * The runner works through the due jobs of dbsync.job and exits when the
+ * next one is far off, so no runner stays connected to an idle database
+ * (DROP DATABASE is not held up) and a dropped extension or database just
+ * means nothing to run. They meet in a small shared memory area.
+ */
+#ifndef DBSYNC_WORKER_H
+#define DBSYNC_WORKER_H
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#define DBSYNC_MAX_DATABASES 16
+
+typedef struct DbsyncDatabaseSlot
+{
+	char		name[NAMEDATALEN];	/* empty: slot unused */
+	bool		wake;			/* new work was added: start a runner now */
+	TimestampTz next_due;		/* when its runner should run next (0: now) */
+} DbsyncDatabaseSlot;
+
+typedef struct DbsyncShared
+{
+	slock_t		mutex;
+	Latch	   *launcher_latch; /* NULL while no launcher runs */
+	DbsyncDatabaseSlot db[DBSYNC_MAX_DATABASES];
+} DbsyncShared;
+
+/* Settings (dbsync.c). */
+extern char *dbsync_databases;
+extern int	dbsync_naptime_s;
+extern int	dbsync_max_backoff_s;
+
+/* worker_shmem.c */
+extern void dbsync_shmem_init_hooks(void);
+extern DbsyncShared *dbsync_shared(void);
+extern void dbsync_wake_database(const char *dbname);
+extern void dbsync_set_next_due(int slot, TimestampTz due);
+
+/* worker_launcher.c */
+extern void dbsync_register_launcher(void);
+PGDLLEXPORT void dbsync_launcher_main(Datum arg);
+
+/* job_runner.c */
+PGDLLEXPORT void dbsync_runner_main(Datum arg);
+
+#endif
