@@ -104,12 +104,32 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'dbsync_wake_worker'
 LANGUAGE C STRICT;
 
+-- Internal: clear errors for settings the tables' checks would also refuse.
+CREATE FUNCTION dbsync.check_pull_settings(pull_interval interval, page_size integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pull_interval < interval '1 second' THEN
+        RAISE EXCEPTION 'pull_interval must be at least 1 second, not %', pull_interval
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF page_size NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'page_size must be between 1 and 1000, not %', page_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'ABRA Flexi returns at most 1000 changes a page.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION @extschema@.dbsync_subscribe(
     server text,
     evidence text[] DEFAULT NULL,
     pull_interval interval DEFAULT '1 minute',
     page_size integer DEFAULT 1000,
-    enabled boolean DEFAULT true)
+    enabled boolean DEFAULT true,
+    start_version bigint DEFAULT NULL)     -- replay the log from this version instead of an initial load
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -126,15 +146,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give evidence names such as ''faktura-vydana'' or ''adresar'', or NULL for all of them.';
     END IF;
+    IF start_version < 0 THEN
+        RAISE EXCEPTION 'start_version must be 0 or more' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM dbsync.check_pull_settings(pull_interval, page_size);
     PERFORM dbsync.check_server(server, 'flexi');
     IF EXISTS (SELECT FROM dbsync.subscription s WHERE s.server = dbsync_subscribe.server) THEN
         RAISE EXCEPTION 'server "%" already has a subscription', server
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Change it with dbsync_subscription_alter, or remove it with dbsync_unsubscribe.';
     END IF;
-    INSERT INTO dbsync.subscription (server, evidences, enabled, pull_interval, page_size, owner)
+    INSERT INTO dbsync.subscription (server, evidences, enabled, pull_interval, page_size, owner,
+                                     phase, cursor_version)
     VALUES (server, (SELECT array_agg(DISTINCT e ORDER BY e) FROM unnest(evidence) e),
-            enabled, pull_interval, page_size, current_user::regrole)
+            enabled, pull_interval, page_size, current_user::regrole,
+            CASE WHEN start_version IS NULL THEN 'load' ELSE 'sync' END, start_version)
     RETURNING id INTO sub_id;
     INSERT INTO dbsync.job (kind, args, subscription_id, owner, repeat_every)
     VALUES ('changes_pull', jsonb_build_object('subscription_id', sub_id), sub_id, current_user::regrole,
@@ -156,6 +182,7 @@ AS $$
 DECLARE
     sub dbsync.subscription;
 BEGIN
+    PERFORM dbsync.check_pull_settings(pull_interval, page_size);
     UPDATE dbsync.subscription s
        SET enabled = coalesce(dbsync_subscription_alter.enabled, s.enabled),
            pull_interval = coalesce(dbsync_subscription_alter.pull_interval, s.pull_interval),
@@ -202,7 +229,8 @@ LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION dbsync.check_server(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.wake_worker() FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.dbsync_subscribe(text, text[], interval, integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.check_pull_settings(interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.dbsync_subscribe(text, text[], interval, integer, boolean, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_subscription_alter(text, boolean, interval, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_unsubscribe(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_changes_pull(text, integer) FROM PUBLIC;
