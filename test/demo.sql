@@ -34,3 +34,14 @@ SELECT evidence, count(*) FILTER (WHERE operation = 'create') AS created,
        count(*) FILTER (WHERE operation = 'update') AS updated,
        count(*) FILTER (WHERE operation = 'delete') AS deleted
   FROM feed GROUP BY evidence ORDER BY count(*) DESC LIMIT 10;
+
+-- Continuous sync into staging: a subscription replaying the log from its start
+-- (a new one would first load every record at the current global version).
+SELECT dbsync_subscribe('flexi', start_version => 0, pull_interval => '10 seconds');
+SELECT * FROM dbsync_changes_pull('flexi');      -- one round now; the background worker runs the next ones
+SELECT server, phase, cursor_version, remote_version, lag_versions, last_success_at IS NOT NULL AS synced
+  FROM dbsync.subscription_status;
+SELECT evidence, count(*) AS changes FROM dbsync.change GROUP BY evidence ORDER BY count(*) DESC LIMIT 5;
+SELECT evidence, record_id, version, deleted, payload->>'kod' AS kod, payload->>'nazev' AS nazev
+  FROM dbsync.record ORDER BY version DESC LIMIT 5;
+SELECT pid, backend_type FROM pg_stat_activity WHERE backend_type LIKE 'dbsync%';

@@ -99,6 +99,8 @@ start_cluster() {
   "$PG_BIN/initdb" -D "$PGDATA" -A trust --no-sync >/dev/null
   cat >> "$PGDATA/postgresql.conf" <<CONF
 shared_preload_libraries = 'dbsync'
+dbsync.databases = 'postgres'
+dbsync.naptime = 5
 listen_addresses = ''
 unix_socket_directories = '$dir'
 port = $PGPORT
