@@ -125,10 +125,13 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* Exits, telling the launcher when to start the next runner (at most dbsync.naptime away). */
 static void
 runner_exit(int slot, TimestampTz next_due)
 {
-	dbsync_set_next_due(slot, next_due);
+	TimestampTz latest = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dbsync_naptime_s * 1000L);
+
+	dbsync_set_next_due(slot, Min(next_due, latest));
 	proc_exit(0);
 }
 
@@ -144,6 +147,8 @@ dbsync_runner_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	if (!dbsync_claim_runner_slot(slot))
+		proc_exit(0);			/* the database has its runner already */
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("dbsync job runner");
 

@@ -91,7 +91,9 @@ jobs_repair(void)
 
 	if (txn_execute(txn_plan(&p, "UPDATE dbsync.job SET state = 'pending', runner_pid = NULL, run_at = now(), "
 							 "last_error = 'the job runner stopped during this job; it runs again' "
-							 "WHERE state = 'running'", 0, NULL), NULL, NULL, false) != SPI_OK_UPDATE)
+							 "WHERE state = 'running' AND (runner_pid IS NULL OR NOT EXISTS "
+							 "(SELECT FROM pg_stat_activity a WHERE a.pid = runner_pid))", 0, NULL),
+					NULL, NULL, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not repair interrupted jobs");
 	return SPI_processed;
 }

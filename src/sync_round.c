@@ -316,11 +316,14 @@ sync_round_run(TxnScope *tx, int32 subscription_id, bool as_owner, int max_pages
 	SyncSubscription sub;
 	DbsyncServer *srv;
 	bool		finished;
+	bool		locked;
 
 	memset(res, 0, sizeof(*res));
 	res->outcome = "busy";
 
+	/* Lock first, then read: the state read is the state of the last runner's commit. */
 	txn_begin(tx);
+	locked = lock_subscription(tx, subscription_id, false);
 	if (!store_read_subscription(subscription_id, &sub))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -328,8 +331,9 @@ sync_round_run(TxnScope *tx, int32 subscription_id, bool as_owner, int max_pages
 	res->phase = sub.loading ? "load" : "sync";
 	res->has_cursor = sub.has_cursor;
 	res->cursor = sub.cursor;
-	if (!lock_subscription(tx, subscription_id, false))
+	if (!locked)
 	{
+		/* Another runner has it: report what it last committed, do nothing. */
 		txn_commit(tx);
 		return;
 	}

@@ -179,7 +179,8 @@ store_load_started(int32 id, int64 global_version, List *evidences)
 	Datum		values[3] = {Int32GetDatum(id), Int64GetDatum(global_version), text_list_array(evidences)};
 
 	run(txn_plan(&p, "UPDATE dbsync.subscription SET cursor_version = $2, remote_version = $2, "
-			 "load_evidences = $3, load_after_id = 0 WHERE id = $1", 3, types),
+			 "load_evidences = $3, load_after_id = 0, "
+			 "phase = CASE WHEN cardinality($3) = 0 THEN 'sync' ELSE phase END WHERE id = $1", 3, types),
 		values, NULL, SPI_OK_UPDATE);
 }
 

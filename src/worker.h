@@ -21,6 +21,7 @@ typedef struct DbsyncDatabaseSlot
 {
 	char		name[NAMEDATALEN];	/* empty: slot unused */
 	bool		wake;			/* new work was added: start a runner now */
+	pid_t		runner_pid;		/* the database's runner, 0 when none */
 	TimestampTz next_due;		/* when its runner should run next (0: now) */
 } DbsyncDatabaseSlot;
 
@@ -41,6 +42,8 @@ extern void dbsync_shmem_init_hooks(void);
 extern DbsyncShared *dbsync_shared(void);
 extern void dbsync_wake_database(const char *dbname);
 extern void dbsync_set_next_due(int slot, TimestampTz due);
+extern bool dbsync_claim_runner_slot(int slot);
+extern bool dbsync_runner_running(int slot);
 
 /* worker_launcher.c */
 extern void dbsync_register_launcher(void);

@@ -80,6 +80,7 @@ sync_slots(void)
 			strlcpy(sh->db[found].name, name, NAMEDATALEN);
 			sh->db[found].next_due = 0;
 			sh->db[found].wake = true;
+			sh->db[found].runner_pid = 0;
 		}
 		if (found >= 0)
 			listed[found] = true;
@@ -122,7 +123,10 @@ runner_alive(int slot)
 {
 	pid_t		pid;
 
-	return runners[slot] != NULL && GetBackgroundWorkerPid(runners[slot], &pid) == BGWH_STARTED;
+	if (runners[slot] != NULL && GetBackgroundWorkerPid(runners[slot], &pid) == BGWH_STARTED)
+		return true;
+	/* One started by an earlier launcher. */
+	return dbsync_runner_running(slot);
 }
 
 static void

@@ -6,6 +6,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 
 #include "worker.h"
@@ -81,4 +82,49 @@ dbsync_set_next_due(int slot, TimestampTz due)
 	SpinLockAcquire(&shared->mutex);
 	shared->db[slot].next_due = due;
 	SpinLockRelease(&shared->mutex);
+}
+
+static void
+release_runner_slot(int code, Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+
+	SpinLockAcquire(&shared->mutex);
+	if (shared->db[slot].runner_pid == MyProcPid)
+		shared->db[slot].runner_pid = 0;
+	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * A runner registers as its database's runner; false when another live one
+ * is (a restarted launcher does not know the runners of its predecessor).
+ */
+bool
+dbsync_claim_runner_slot(int slot)
+{
+	pid_t		other;
+
+	SpinLockAcquire(&shared->mutex);
+	other = shared->db[slot].runner_pid;
+	SpinLockRelease(&shared->mutex);
+	if (other != 0 && other != MyProcPid && BackendPidGetProc(other) != NULL)
+		return false;
+
+	SpinLockAcquire(&shared->mutex);
+	shared->db[slot].runner_pid = MyProcPid;
+	SpinLockRelease(&shared->mutex);
+	before_shmem_exit(release_runner_slot, Int32GetDatum(slot));
+	return true;
+}
+
+/* Whether a live runner holds the slot. */
+bool
+dbsync_runner_running(int slot)
+{
+	pid_t		pid;
+
+	SpinLockAcquire(&shared->mutex);
+	pid = shared->db[slot].runner_pid;
+	SpinLockRelease(&shared->mutex);
+	return pid != 0 && BackendPidGetProc(pid) != NULL;
 }
