@@ -61,7 +61,8 @@ extern void store_load_started(int32 id, int64 global_version, List *evidences);
 extern void store_load_page(int32 id, const char *evidence, FlexiRecordList *list, int64 version,
 							List *remaining, int64 after_id);
 extern void store_changes_page(int32 id, FlexiChangePage *page, PageRecord *records, int nrecords,
-							   int64 new_cursor);
+							   int64 new_cursor, bool move_cursor);
+extern void store_cursor(int32 id, int64 cursor, int64 remote_version);
 extern void store_round_succeeded(int32 id, const char *server, int64 changes, int64 cursor);
 extern void store_round_failed(int32 id, const char *error);
 

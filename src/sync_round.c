@@ -291,8 +291,14 @@ read_changes(TxnScope *tx, SyncSubscription *sub, DbsyncServer *srv, int max_pag
 		else
 			new_cursor = sub->cursor;
 
+		/*
+		 * The worker moves the cursor with each page. Inside one caller's
+		 * transaction the cursor moves once, at the end: updating its row per
+		 * page would leave a chain of row versions that every later page
+		 * walks.
+		 */
 		txn_begin(tx);
-		store_changes_page(sub->id, page, records, nrecords, new_cursor);
+		store_changes_page(sub->id, page, records, nrecords, new_cursor, tx->own);
 		txn_commit(tx);
 
 		tx->work_cxt = old;
@@ -349,6 +355,8 @@ sync_round_run(TxnScope *tx, int32 subscription_id, bool as_owner, int max_pages
 		finished = read_changes(tx, &sub, srv, max_pages, res);
 
 	txn_begin(tx);
+	if (!tx->own && res->has_remote && !sub.loading)
+		store_cursor(sub.id, sub.cursor, res->remote);
 	store_round_succeeded(sub.id, sub.server, res->changes, sub.cursor);
 	if (tx->own)
 		lock_subscription(tx, subscription_id, true);

@@ -258,10 +258,10 @@ store_load_page(int32 id, const char *evidence, FlexiRecordList *list, int64 ver
 }
 
 void
-store_changes_page(int32 id, FlexiChangePage *page, PageRecord *records, int nrecords, int64 new_cursor)
+store_changes_page(int32 id, FlexiChangePage *page, PageRecord *records, int nrecords, int64 new_cursor,
+				   bool move_cursor)
 {
 	static SPIPlanPtr ins;
-	static SPIPlanPtr cur;
 	int			n = page->nchanges;
 
 	if (n > 0)
@@ -303,14 +303,19 @@ store_changes_page(int32 id, FlexiChangePage *page, PageRecord *records, int nre
 	}
 
 	upsert_records(id, records, nrecords);
+	if (move_cursor)
+		store_cursor(id, new_cursor, page->global_version);
+}
 
-	{
-		Oid			types[3] = {INT4OID, INT8OID, INT8OID};
-		Datum		values[3] = {Int32GetDatum(id), Int64GetDatum(new_cursor), Int64GetDatum(page->global_version)};
+void
+store_cursor(int32 id, int64 cursor, int64 remote_version)
+{
+	static SPIPlanPtr p;
+	Oid			types[3] = {INT4OID, INT8OID, INT8OID};
+	Datum		values[3] = {Int32GetDatum(id), Int64GetDatum(cursor), Int64GetDatum(remote_version)};
 
-		run(txn_plan(&cur, "UPDATE dbsync.subscription SET cursor_version = $2, remote_version = $3 WHERE id = $1",
+	run(txn_plan(&p, "UPDATE dbsync.subscription SET cursor_version = $2, remote_version = $3 WHERE id = $1",
 				 3, types), values, NULL, SPI_OK_UPDATE);
-	}
 }
 
 void

@@ -40,7 +40,7 @@ extern int	dbsync_max_backoff_s;
 /* worker_shmem.c */
 extern void dbsync_shmem_init_hooks(void);
 extern DbsyncShared *dbsync_shared(void);
-extern void dbsync_wake_database(const char *dbname);
+extern bool dbsync_wake_database(const char *dbname);
 extern void dbsync_set_next_due(int slot, TimestampTz due);
 extern bool dbsync_claim_runner_slot(int slot);
 extern bool dbsync_runner_running(int slot);

@@ -56,22 +56,30 @@ dbsync_shared(void)
 	return shared;
 }
 
-/* Asks the launcher to start the database's runner now (no-op without a launcher). */
-void
+/*
+ * Asks the launcher to start the database's runner now; false when no
+ * worker serves the database (not preloaded, or not in dbsync.databases).
+ */
+bool
 dbsync_wake_database(const char *dbname)
 {
 	Latch	   *latch = NULL;
+	bool		served = false;
 
 	if (shared == NULL)
-		return;
+		return false;
 	SpinLockAcquire(&shared->mutex);
 	for (int i = 0; i < DBSYNC_MAX_DATABASES; i++)
 		if (strcmp(shared->db[i].name, dbname) == 0)
+		{
 			shared->db[i].wake = true;
+			served = true;
+		}
 	latch = shared->launcher_latch;
 	SpinLockRelease(&shared->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
+	return served;
 }
 
 void
