@@ -1,8 +1,9 @@
 /*
  * json_stream.h: one streaming pass over a JSON text, for large replies.
  *
- * Built on PostgreSQL's JSON lexer (common/jsonapi.h) without its token
- * copies: handlers see raw tokens and positions in the text and copy only
+ * Its own lexer scans the bytes without copying (token types are those of
+ * PostgreSQL's common/jsonapi.h, whose lexer decodes the rare escaped
+ * string): handlers see raw tokens and positions in the text and copy only
  * what they keep. It validates the whole text; a handler may raise an ERROR.
  * (jansson, json_layer.h, remains the reader of small documents.)
  */
