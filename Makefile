@@ -20,7 +20,11 @@ OBJS = \
 	src/sync_sql.o \
 	src/worker_shmem.o \
 	src/worker_launcher.o \
-	src/job_runner.o
+	src/job_runner.o \
+	src/stream_io.o \
+	src/odoo_client.o \
+	src/upgrade_sql.o \
+	src/upgrade_jobs.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
@@ -31,7 +35,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lcurl -ljansson
 
-REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade
+REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
 
 TAP_TESTS = 1

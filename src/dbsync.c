@@ -19,6 +19,7 @@ int			dbsync_max_response_size = 64 * 1024 * 1024;
 char	   *dbsync_databases = NULL;
 int			dbsync_naptime_s = 60;
 int			dbsync_max_backoff_s = 3600;
+int			dbsync_upgrade_poll_interval_s = 60;
 
 void		_PG_init(void);
 
@@ -70,6 +71,14 @@ _PG_init(void)
 							NULL,
 							&dbsync_max_backoff_s,
 							3600, 1, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.upgrade_poll_interval",
+							"How often the worker asks the Odoo upgrade service about a processed request.",
+							NULL,
+							&dbsync_upgrade_poll_interval_s,
+							60, 1, 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

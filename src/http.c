@@ -73,22 +73,12 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	size_t		n = size * nmemb;
 
 	t->received += n;
-	if (t->req->sink_fd >= 0)
+	if (t->req->reply_stream != NULL)
 	{
-		size_t		done = 0;
-
-		while (done < n)
+		if (!t->req->reply_stream->write(t->req->reply_stream, data, n))
 		{
-			ssize_t		w = write(t->req->sink_fd, data + done, n - done);
-
-			if (w < 0)
-			{
-				if (errno == EINTR)
-					continue;
-				t->sink_errno = errno;
-				return 0;
-			}
-			done += w;
+			t->failed_stream = t->req->reply_stream;
+			return 0;
 		}
 		return n;
 	}
@@ -129,31 +119,29 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* Streams the request body from a file descriptor. */
+/* Streams the request body. */
 static size_t
 on_send(char *out, size_t size, size_t nitems, void *arg)
 {
 	HttpTransfer *t = (HttpTransfer *) arg;
-	ssize_t		r;
+	size_t		n = 0;
 
-	do
-		r = read(t->req->body_fd, out, size * nitems);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
+	if (!t->req->body_stream->read(t->req->body_stream, out, size * nitems, &n))
 	{
-		t->source_errno = errno;
+		t->failed_stream = t->req->body_stream;
 		return CURL_READFUNC_ABORT;
 	}
-	return (size_t) r;
+	return n;
 }
 
-/* Rewinds the body file when curl must send it again (after a redirect). */
+/* Starts the body again when curl must resend it (after a redirect). */
 static int
 on_seek(void *arg, curl_off_t offset, int origin)
 {
 	HttpTransfer *t = (HttpTransfer *) arg;
+	DbsyncStream *s = t->req->body_stream;
 
-	if (lseek(t->req->body_fd, (off_t) offset, origin) < 0)
+	if (offset != 0 || origin != SEEK_SET || s->rewind == NULL || !s->rewind(s))
 		return CURL_SEEKFUNC_CANTSEEK;
 	return CURL_SEEKFUNC_OK;
 }
@@ -172,13 +160,24 @@ dbsync_http_request_init(DbsyncHttpRequest *req, const DbsyncServer *srv,
 	req->path = q ? pnstrdup(path_and_query, q - path_and_query) : pstrdup(path_and_query);
 	req->user = srv->user;
 	req->password = srv->password;
-	req->body_fd = -1;
-	req->sink_fd = -1;
 	req->connect_timeout_ms = srv->connect_timeout_ms;
 	req->timeout_ms = srv->timeout_ms;
+	req->stall_ms = srv->timeout_ms;
 	req->max_response_size = srv->max_response_size;
 	req->verify_tls = srv->verify_tls;
 	req->ca_file = srv->ca_file;
+}
+
+void
+dbsync_http_request_init_url(DbsyncHttpRequest *req, const DbsyncServer *srv,
+							 const char *method, const char *url, const char *shown)
+{
+	dbsync_http_request_init(req, srv, method, "/");
+	req->url = pstrdup(url);
+	req->path = pstrdup(shown);
+	/* A link from the remote system gets none of the server's credentials. */
+	req->user = NULL;
+	req->password = NULL;
 }
 
 void
@@ -209,7 +208,7 @@ static struct curl_slist *
 configure(const DbsyncHttpRequest *req, HttpTransfer *t)
 {
 	struct curl_slist *headers = NULL;
-	bool		has_body = (req->body != NULL || req->body_fd >= 0);
+	bool		has_body = (req->body != NULL || req->body_stream != NULL);
 
 	curl_easy_reset(easy);
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
@@ -226,6 +225,12 @@ configure(const DbsyncHttpRequest *req, HttpTransfer *t)
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) req->connect_timeout_ms);
 	if (req->timeout_ms > 0)
 		curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
+	else
+	{
+		/* A long stream has no total limit, but one that stops moving times out. */
+		curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, (long) Max(1, req->stall_ms / 1000));
+	}
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, req->verify_tls ? 1L : 0L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, req->verify_tls ? 2L : 0L);
 	if (req->ca_file != NULL)
@@ -233,7 +238,7 @@ configure(const DbsyncHttpRequest *req, HttpTransfer *t)
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
-	if (req->sink_fd < 0)
+	if (req->reply_stream == NULL)
 		curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) req->max_response_size);
 
 	if (req->user != NULL)
@@ -251,13 +256,13 @@ configure(const DbsyncHttpRequest *req, HttpTransfer *t)
 		curl_easy_setopt(easy, CURLOPT_POST, 1L);
 		if (strcmp(req->method, "POST") != 0)
 			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
-		if (req->body_fd >= 0)
+		if (req->body_stream != NULL)
 		{
 			curl_easy_setopt(easy, CURLOPT_READFUNCTION, on_send);
 			curl_easy_setopt(easy, CURLOPT_READDATA, t);
 			curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, on_seek);
 			curl_easy_setopt(easy, CURLOPT_SEEKDATA, t);
-			curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_fd_len);
+			curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_stream->length);
 		}
 		else
 		{

@@ -13,6 +13,22 @@
 
 #include "server_options.h"
 
+/*
+ * A body streamed to or from somewhere else than memory (a file, a large
+ * object). Its functions run inside libcurl, so they must not raise an
+ * ERROR: they return false and keep what went wrong, which throw_error
+ * raises once libcurl has returned.
+ */
+typedef struct DbsyncStream DbsyncStream;
+struct DbsyncStream
+{
+	bool		(*read) (DbsyncStream *s, char *buf, size_t max, size_t *n);	/* source; *n = 0 at the end */
+	bool		(*write) (DbsyncStream *s, const char *buf, size_t n);	/* sink */
+	bool		(*rewind) (DbsyncStream *s);	/* source, for a resend after a redirect */
+	void		(*throw_error) (DbsyncStream *s) pg_attribute_noreturn();
+	int64		length;			/* source: bytes it will give */
+};
+
 typedef struct DbsyncHttpRequest
 {
 	const char *method;			/* GET, PUT, POST, DELETE */
@@ -27,18 +43,18 @@ typedef struct DbsyncHttpRequest
 
 	const char *accept;			/* Accept header, or NULL */
 
-	/* body to send: in memory, or streamed from a file descriptor */
+	/* body to send: in memory, or streamed */
 	const char *content_type;
 	const char *body;
 	size_t		body_len;
-	int			body_fd;		/* -1: none */
-	int64		body_fd_len;
+	DbsyncStream *body_stream;	/* NULL: none */
 
-	/* where the reply body goes: memory (capped) or a file descriptor */
-	int			sink_fd;		/* -1: memory */
+	/* where the reply body goes: memory (capped), or a stream (no cap) */
+	DbsyncStream *reply_stream; /* NULL: memory */
 
 	int			connect_timeout_ms;
-	int			timeout_ms;		/* 0: no total limit (long streams) */
+	int			timeout_ms;		/* 0: no total limit (long streams)... */
+	int			stall_ms;		/* ...but no progress for this long is a timeout */
 	size_t		max_response_size;
 	bool		verify_tls;
 	const char *ca_file;
@@ -60,6 +76,13 @@ typedef struct DbsyncHttpResponse
  */
 extern void dbsync_http_request_init(DbsyncHttpRequest *req, const DbsyncServer *srv,
 									 const char *method, const char *path_and_query);
+
+/*
+ * The same for an absolute URL the remote system gave (a download link);
+ * `shown` is what messages call it (such links can carry a key).
+ */
+extern void dbsync_http_request_init_url(DbsyncHttpRequest *req, const DbsyncServer *srv,
+										 const char *method, const char *url, const char *shown);
 
 /* Sends the request and waits for the whole reply; ERROR on any transport failure. */
 extern void dbsync_http_perform(const DbsyncHttpRequest *req, DbsyncHttpResponse *resp);

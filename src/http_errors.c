@@ -129,22 +129,8 @@ dbsync_http_transport_error(const DbsyncHttpRequest *req, CURLcode rc,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while receiving the reply of server \"%s\" to %s %s",
 						server, req->method, req->path)));
-	if (t->sink_errno != 0)
-	{
-		errno = t->sink_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write the reply of server \"%s\" to %s %s: %m",
-						server, req->method, req->path)));
-	}
-	if (t->source_errno != 0)
-	{
-		errno = t->source_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read the data to send to server \"%s\" for %s %s: %m",
-						server, req->method, req->path)));
-	}
+	if (t->failed_stream != NULL)
+		t->failed_stream->throw_error(t->failed_stream);
 
 	if (is_tls_error(rc))
 		ereport(ERROR,
@@ -172,6 +158,12 @@ dbsync_http_transport_error(const DbsyncHttpRequest *req, CURLcode rc,
 						(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 						 errmsg("could not connect to server \"%s\" within %d ms", server, req->connect_timeout_ms),
 						 errhint("Check the server's url option, or raise its connect_timeout option.")));
+			if (req->timeout_ms == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("transfer of %s %s with server \"%s\" made no progress for %d s",
+								req->method, req->path, server, Max(1, req->stall_ms / 1000)),
+						 errhint("Raise the server's timeout option, or check the remote system.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("server \"%s\" did not answer %s %s within %d ms", server, req->method, req->path, req->timeout_ms),

@@ -24,8 +24,7 @@ typedef struct HttpTransfer
 	int64		received;
 	bool		too_large;
 	bool		out_of_memory;
-	int			sink_errno;
-	int			source_errno;
+	DbsyncStream *failed_stream;	/* a stream that failed, to raise its error */
 	char		errbuf[CURL_ERROR_SIZE];
 } HttpTransfer;
 

@@ -102,6 +102,18 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 	{
 		if (strcmp(job->kind, "changes_pull") == 0 && job->has_subscription)
 			run_changes_pull(&tx, job);
+		else if (strcmp(job->kind, "upgrade_poll") == 0)
+		{
+			char	   *result = NULL;
+			bool		ended = run_upgrade_poll(&tx, job, &result);
+
+			txn_begin(&tx);
+			if (ended)
+				jobs_finish_final(job, result);
+			else
+				jobs_finish_ok(job, 0, result);
+			txn_commit(&tx);
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -30,7 +30,7 @@ jobs_claim_next(DbsyncJob *job)
 							  "UPDATE dbsync.job SET state = 'running', runner_pid = pg_backend_pid(), "
 							  "started_at = now() WHERE id = (SELECT j.id FROM dbsync.job j WHERE " ELIGIBLE
 							  " AND j.run_at <= now() ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-							  "RETURNING id, kind, subscription_id, owner",
+							  "RETURNING id, kind, subscription_id, owner, args::text",
 							  0, NULL), NULL, NULL, false) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim a job");
 	if (SPI_processed == 0)
@@ -43,6 +43,7 @@ jobs_claim_next(DbsyncJob *job)
 	job->has_subscription = !isnull;
 	job->subscription_id = isnull ? 0 : DatumGetInt32(d);
 	job->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+	job->args = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
 	return true;
 }
 
@@ -61,6 +62,20 @@ jobs_finish_ok(const DbsyncJob *job, int retry_ms, const char *result_json)
 							  "attempts = 0, runner_pid = NULL, finished_at = now(), last_error = NULL, "
 							  "result = $3::jsonb WHERE id = $1",
 							  3, types), values, NULL, false) != SPI_OK_UPDATE)
+		elog(ERROR, "could not finish job " INT64_FORMAT, job->id);
+}
+
+void
+jobs_finish_final(const DbsyncJob *job, const char *result_json)
+{
+	static SPIPlanPtr p;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(job->id), CStringGetTextDatum(result_json)};
+
+	if (txn_execute(txn_plan(&p,
+							 "UPDATE dbsync.job SET state = 'done', attempts = 0, runner_pid = NULL, "
+							 "finished_at = now(), last_error = NULL, result = $2::jsonb WHERE id = $1",
+							 2, types), values, NULL, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not finish job " INT64_FORMAT, job->id);
 }
 

@@ -14,6 +14,7 @@ typedef struct DbsyncJob
 	bool		has_subscription;
 	int32		subscription_id;
 	Oid			owner;
+	char	   *args;			/* JSON text */
 } DbsyncJob;
 
 /* Takes the next due job (of an enabled subscription, if any) and marks it running. */
@@ -21,6 +22,9 @@ extern bool jobs_claim_next(DbsyncJob *job);
 
 /* Success: done, or pending again (after retry_ms when > 0, else at its next repetition). */
 extern void jobs_finish_ok(const DbsyncJob *job, int retry_ms, const char *result_json);
+
+/* Success that ends a recurring job too. */
+extern void jobs_finish_final(const DbsyncJob *job, const char *result_json);
 
 /* Failure: pending again after an exponential backoff, or failed for good. */
 extern void jobs_finish_error(const DbsyncJob *job, const char *error);

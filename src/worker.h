@@ -36,6 +36,7 @@ typedef struct DbsyncShared
 extern char *dbsync_databases;
 extern int	dbsync_naptime_s;
 extern int	dbsync_max_backoff_s;
+extern int	dbsync_upgrade_poll_interval_s;
 
 /* worker_shmem.c */
 extern void dbsync_shmem_init_hooks(void);
@@ -48,6 +49,11 @@ extern bool dbsync_runner_running(int slot);
 /* worker_launcher.c */
 extern void dbsync_register_launcher(void);
 PGDLLEXPORT void dbsync_launcher_main(Datum arg);
+
+/* upgrade_jobs.c: one poll of an upgrade request; true when the request has ended. */
+struct TxnScope;
+struct DbsyncJob;
+extern bool run_upgrade_poll(struct TxnScope *tx, const struct DbsyncJob *job, char **result);
 
 /* job_runner.c */
 PGDLLEXPORT void dbsync_runner_main(Datum arg);

@@ -6,7 +6,8 @@ Python 3 standard library only; listens on 127.0.0.1 by default.
     python3 test/sim/dbsync_sim.py --port 0 --port-file /tmp/sim.port \
         [--host 127.0.0.1] [--user api] [--password secret] \
         [--fixture PATH] [--log PATH] [--precompute gen<N>]... \
-        [--tls-cert PEM --tls-key PEM [--tls-port-file PATH]]
+        [--tls-cert PEM --tls-key PEM [--tls-port-file PATH]] \
+        [--odoo-dir DIR]
 
 --precompute gen<N> (repeatable; live<N> works too) builds every changes.json
 page a full pass with limit=1000 reads (default filter, from the first
@@ -20,9 +21,13 @@ listener; --tls-port-file gets that port. The TLS port file is written before
 the plain one, so once --port-file exists both listeners are up.
 (test/sim/make_certs.sh makes a throwaway CA and a certificate for 127.0.0.1.)
 
-API modules (currently flexi.py: ABRA Flexi, under /c/) register path
-prefixes; this file owns the server, dispatch, fault injection, stats and
-gzip (of replies the module marks compressible, if the client accepts gzip).
+API modules register path prefixes: flexi.py (ABRA Flexi, under /c/) and
+odoo.py (the Odoo database upgrade API v1, under /database/; uploads are
+kept in --odoo-dir, default a fresh temp dir removed at exit).  This file
+owns the server, dispatch, fault injection, stats and gzip (of replies the
+module marks compressible, if the client accepts gzip), and streams request
+bodies to modules that ask for it and streamed replies (sendfile on plain
+sockets) from them, so multi-GiB uploads and downloads use constant memory.
 
 Control endpoints (no auth):
     GET  /_sim/health                  200 "ok"
@@ -37,8 +42,14 @@ Control endpoints (no auth):
          lowversion). Several arm calls for one company queue up in order;
          a request takes the first one that applies to it (lowversion
          applies to changes.json only, other requests pass over it).
+    POST /_sim/fault?path=P&mode=M[&status=S][&seconds=N][&count=K]
+         the same, keyed by request path (for path-keyed modules: odoo.py),
+         e.g. path=/database/v1/status; P may end in "/*" to match every
+         path under it (path=/database/eu1/* for all downloads); the most
+         specific armed scope wins.  Modes as above except lowversion.
     plus the API modules' own: flexi.py adds /_sim/append, /_sim/grow,
-    /_sim/log, /_sim/records and /_sim/cache (see its docstring).
+    /_sim/log, /_sim/records and /_sim/cache; odoo.py adds /_sim/odoo/*
+    (see their docstrings).
 """
 
 import argparse
@@ -60,7 +71,8 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import flexi  # noqa: E402
-from simcore import FAULT_MODES, Fault, Request, Response  # noqa: E402
+import odoo  # noqa: E402
+from simcore import FAULT_MODES, BodyError, Fault, Request, Response  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FIXTURE = os.path.normpath(
@@ -69,6 +81,7 @@ JSON_CT = "application/json; charset=utf-8"
 CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError,
                      ConnectionAbortedError, TimeoutError)
 TLS_HANDSHAKE_SECONDS = 30  # a client that connects and says nothing is dropped
+STREAM_CHUNK = 1 << 20  # bytes per read/write when streaming bodies
 
 
 class FaultBook:
@@ -148,7 +161,7 @@ class Sim:
         self.stop = threading.Event()
         self.faults = FaultBook()
         self.stats = Stats()
-        self.modules = [flexi.FlexiModule(options)]
+        self.modules = [flexi.FlexiModule(options), odoo.OdooModule(options)]
         self.controls = dict(CONTROL)
         for module in self.modules:
             for name, (methods, func) in getattr(module, "controls", {}).items():
@@ -165,6 +178,12 @@ class Sim:
         self.stats.reset()
         for module in self.modules:
             module.reset()
+
+    def close(self):
+        for module in self.modules:
+            close = getattr(module, "close", None)
+            if close is not None:
+                close()
 
     def sleep(self, seconds):
         # Wakes up early on shutdown, so slow requests never delay exit.
@@ -231,18 +250,31 @@ def control_fault(sim, req):
     except ValueError as exc:
         return json_response(400, {"error": str(exc)})
     sim.faults.arm(scope, fault, count)
-    return json_response(200, {"armed": {
-        "company": scope, "mode": fault.mode, "status": fault.status,
-        "seconds": fault.seconds, "count": count}})
+    if scope.startswith("path:"):
+        armed = {"path": scope[len("path:"):]}
+    else:
+        armed = {"company": scope}
+    armed.update({"mode": fault.mode, "status": fault.status,
+                  "seconds": fault.seconds, "count": count})
+    return json_response(200, {"armed": armed})
 
 
 def parse_fault(req):
+    path = req.param("path")
     scope = req.param("company") or req.param("scope")
+    if path is not None and scope:
+        raise ValueError("give company or path, not both")
+    if path is not None:
+        if not path.startswith("/"):
+            raise ValueError("path must start with /")
+        scope = "path:" + path
     if not scope:
-        raise ValueError("company is required")
+        raise ValueError("company (or path) is required")
     mode = req.param("mode", "status")
     if mode not in FAULT_MODES:
         raise ValueError(f"mode must be one of {', '.join(FAULT_MODES)}")
+    if path is not None and mode == "lowversion":
+        raise ValueError("mode lowversion is for Flexi companies only")
     try:
         count = int(req.param("count", "1"))
         status = int(req.param("status", "503"))
@@ -268,6 +300,90 @@ CONTROL = {
 
 # --- HTTP plumbing ------------------------------------------------------
 
+class BodyReader:
+    """A request body read from the connection on demand, in the caller's
+    buffer: Content-Length or chunked transfer encoding (trailers skipped).
+    readinto() returns 0 at the end of the body; BodyError when the body is
+    malformed or the client goes away before its end."""
+
+    def __init__(self, rfile, length=0, chunked=False):
+        self._rfile = rfile
+        self._chunked = chunked
+        self._left = 0 if chunked else length  # of the body, or of the chunk
+        self.done = not chunked and length == 0
+        self.broken = False
+        self.nread = 0
+
+    def readinto(self, buffer):
+        """Fill buffer as far as the body goes (across chunks); 0 at the end."""
+        if self.broken:  # never read on after an error: the framing is lost
+            raise BodyError("the body is broken")
+        view = memoryview(buffer)
+        filled = 0
+        try:
+            while filled < len(view):
+                n = self._readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+            return filled
+        except OSError as exc:  # reset, timeout: the body broke off
+            self.broken = True
+            raise BodyError(f"reading the body failed: {exc}") from None
+        except BodyError:
+            self.broken = True
+            raise
+
+    def _readinto(self, buffer):
+        if self.done:
+            return 0
+        if self._chunked and self._left == 0:
+            self._left = self._chunk_size()
+            if self._left == 0:
+                self._skip_trailers()
+                self.done = True
+                return 0
+        view = memoryview(buffer)
+        want = min(len(view), self._left)
+        n = self._rfile.readinto(view[:want])
+        if not n:
+            raise BodyError("the connection closed in the middle of the body")
+        self._left -= n
+        self.nread += n
+        if self._left == 0:
+            if self._chunked:
+                if self._rfile.readline(3).strip():  # CRLF after each chunk
+                    raise BodyError("no CRLF after a chunk")
+            else:
+                self.done = True
+        return n
+
+    def drain(self):
+        buffer = bytearray(STREAM_CHUNK)
+        while self.readinto(buffer):
+            pass
+
+    def _chunk_size(self):
+        line = self._rfile.readline(1024)
+        if not line.endswith(b"\n"):
+            raise BodyError("chunk size line missing or too long")
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise BodyError("bad chunk size") from None
+        if size < 0:
+            raise BodyError("bad chunk size")
+        return size
+
+    def _skip_trailers(self):
+        while True:
+            line = self._rfile.readline(8192)
+            if not line:
+                raise BodyError("the connection closed in the trailers")
+            if not line.strip():
+                return
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "dbsync-sim"
@@ -275,6 +391,8 @@ class Handler(BaseHTTPRequestHandler):
     # TCP_NODELAY: headers and body are two writes; with Nagle on, a small
     # body waits for the client's delayed ACK (~40 ms on keep-alive).
     disable_nagle_algorithm = True
+    # Bigger reads per recv() for streamed (chunked) uploads; 8 KiB by default.
+    rbufsize = 1 << 16
 
     def version_string(self):
         return self.server_version
@@ -298,13 +416,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self):
         sim = self.server.sim
-        body = self.read_body()
-        if body is None:
-            return
         path, _, query = self.path.partition("?")
+        reader = None
+        if self.streams_body(sim, path):
+            reader = self.body_reader()
+            if reader is None:
+                return
+            body = b""
+        else:
+            body = self.read_body()
+            if body is None:
+                return
         req = Request(self.command, path, query,
                       parse_qs(query, keep_blank_values=True),
-                      self.headers, body, sim.faults.take, sim.sleep)
+                      self.headers, body, sim.faults.take, sim.sleep,
+                      stream=reader, base_url=self.base_url())
         try:
             resp = self.route(sim, req)
         except CONNECTION_ERRORS:
@@ -312,7 +438,25 @@ class Handler(BaseHTTPRequestHandler):
         except Exception:
             traceback.print_exc(file=sys.stderr)
             resp = json_response(500, {"error": "internal simulator error"})
+        if reader is not None and not reader.done and resp.transport != "reset":
+            # Keep the connection usable: discard what the module left unread.
+            try:
+                reader.drain()
+            except BodyError:
+                self.close_connection = True
         self.send(resp, req)
+
+    def streams_body(self, sim, path):
+        if path.startswith("/_sim/"):
+            return False
+        module = sim.module_for(path)
+        streams = getattr(module, "streams_body", None)
+        return bool(streams and streams(self.command, path))
+
+    def base_url(self):
+        host, port = self.connection.getsockname()[:2]
+        scheme = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
+        return f"{scheme}://{host}:{port}"
 
     def route(self, sim, req):
         if req.path.startswith("/_sim/"):
@@ -339,6 +483,20 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
+    def body_reader(self):
+        """A BodyReader for the request body; None after answering 400."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return BodyReader(self.rfile, chunked=True)
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self.send(json_response(400, {"error": "bad Content-Length"}))
+            return None
+        return BodyReader(self.rfile, length)
+
     def read_chunked(self):
         parts = []
         while True:
@@ -355,6 +513,9 @@ class Handler(BaseHTTPRequestHandler):
         if resp.transport == "reset":
             self.send_reset()
             self.server.sim.log(self.command, target, "RST", 0)
+            return
+        if resp.stream is not None:
+            self.send_stream(resp, target)
             return
         body = resp.body
         headers = list(resp.headers)
@@ -377,6 +538,57 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.server.sim.log(self.command, target, resp.status, len(body))
+
+    def send_stream(self, resp, target):
+        """Send resp.stream; transport damage as for bodies (truncated:
+        announce the full length, send half and close; truncated-json: half
+        with its own length)."""
+        count = announced = resp.stream.length
+        if resp.transport == "truncated-json":
+            count = announced = announced // 2
+        elif resp.transport == "truncated":
+            count = announced // 2
+            self.close_connection = True
+        self.send_response(resp.status)
+        if resp.content_type:
+            self.send_header("Content-Type", resp.content_type)
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(announced))
+        self.end_headers()
+        sent = 0
+        segments = resp.stream.segments(count)
+        tls = isinstance(self.connection, ssl.SSLSocket)
+        try:
+            for segment in segments:
+                if isinstance(segment, tuple):
+                    sent += self.send_file_part(*segment, tls=tls)
+                else:
+                    self.wfile.write(segment)
+                    sent += len(segment)
+        except OSError:  # the client went away (or a file read failed)
+            self.close_connection = True
+            self.server.sim.log(self.command, target, resp.status, sent)
+            raise ConnectionAbortedError("client went away mid-stream") from None
+        finally:
+            segments.close()
+        if sent != count:  # a file shrank under us: the framing is broken
+            self.close_connection = True
+        self.server.sim.log(self.command, target, resp.status, sent)
+
+    def send_file_part(self, file, offset, n, tls=False):
+        if not tls:  # zero-copy
+            return self.connection.sendfile(file, offset, n)
+        # SSLSocket.sendfile would send 8 KiB at a time: use big chunks.
+        file.seek(offset)
+        sent = 0
+        while sent < n:
+            data = file.read(min(STREAM_CHUNK, n - sent))
+            if not data:
+                break
+            self.connection.sendall(data)
+            sent += len(data)
+        return sent
 
     def send_reset(self):
         # SO_LINGER on with timeout 0 makes close() send RST instead of FIN.
@@ -461,6 +673,9 @@ def parse_args(argv):
                    help="private key of --tls-cert, PEM")
     p.add_argument("--tls-port-file", metavar="PATH",
                    help="write the HTTPS listener's port here")
+    p.add_argument("--odoo-dir", metavar="DIR",
+                   help="where Odoo upgrade uploads are stored (default: a "
+                        "new temp dir, removed at exit)")
     options = p.parse_args(argv)
     if bool(options.tls_cert) != bool(options.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -513,6 +728,7 @@ def main(argv=None):
         thread.join()
     for server in servers:
         server.server_close()
+    sim.close()
     sim.close_log()
     return 0
 
