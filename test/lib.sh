@@ -67,7 +67,8 @@ start_simulator() {
   dir=$(cd "$1" && pwd) || return 1
   rm -f "$dir/sim.port" "$dir/sim-tls.port"
   sh test/sim/make_certs.sh "$dir" || { echo "could not make the simulator's TLS certificates" >&2; return 1; }
-  python3 test/sim/dbsync_sim.py --port 0 --port-file "$dir/sim.port" --log "$dir/sim.log" \
+  mkdir -p "$dir/odoo"
+  python3 test/sim/dbsync_sim.py --port 0 --port-file "$dir/sim.port" --log "$dir/sim.log" --odoo-dir "$dir/odoo" \
     --user api --password "${DBSYNC_SIM_PASSWORD:-S3cr3t-pw}" \
     --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" --tls-port-file "$dir/sim-tls.port" &
   SIM_PID=$!
