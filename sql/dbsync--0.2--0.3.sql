@@ -40,6 +40,7 @@ CREATE TABLE dbsync.upgrade_request (
     downloaded_sha256 text,
     downloaded_to     text,                      -- a server file, or 'large object <oid>'
     downloaded_at     timestamptz,
+    download_when_done boolean NOT NULL DEFAULT false,  -- the worker downloads it into dbsync.upgrade_download_dir
     state_changed_at  timestamptz,
     last_polled_at    timestamptz,
     requested_at      timestamptz NOT NULL DEFAULT now()
@@ -58,7 +59,8 @@ CREATE VIEW dbsync.upgrade_status AS
 SELECT id, server, email, target, aim, filename, timezone, state, issue_stage, issue, filesize, database_uuid,
        created_at, estimated_time, processed_at, elapsed, filestore, customer_message, database_version,
        postgresql, compressions, uploaded_bytes, uploaded_sha256, uploaded_at, downloaded_bytes,
-       downloaded_sha256, downloaded_to, downloaded_at, state_changed_at, last_polled_at, requested_at
+       downloaded_sha256, downloaded_to, downloaded_at, download_when_done, state_changed_at, last_polled_at,
+       requested_at
   FROM dbsync.upgrade_request;
 
 -- The worker follows processed requests: a recurring upgrade_poll job per request until it ends.
@@ -220,7 +222,7 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM dbsync.upgrade_upload(request_id, NULL, dump) $$;
 
-CREATE FUNCTION @extschema@.dbsync_upgrade_process(request_id bigint)
+CREATE FUNCTION @extschema@.dbsync_upgrade_process(request_id bigint, download boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -233,6 +235,12 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Upload it first with dbsync_upgrade_upload.';
     END IF;
+    IF download AND current_setting('dbsync.upgrade_download_dir') = '' THEN
+        RAISE EXCEPTION 'the worker has no directory to download into'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Set dbsync.upgrade_download_dir (a directory the server can write), or download with dbsync_upgrade_download.';
+    END IF;
+    UPDATE dbsync.upgrade_request u SET download_when_done = download WHERE u.id = rec.id;
     PERFORM dbsync.odoo_request(rec.server, 'process', rec.id, rec.request_key);
     rec := dbsync.upgrade_record(rec.server, dbsync.odoo_request(rec.server, 'status', rec.id, rec.request_key));
     -- From now on the worker polls it (where a worker serves this database).
@@ -310,7 +318,7 @@ REVOKE ALL ON FUNCTION dbsync.upgrade_download(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_create(text, text, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_upload(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_upload(bigint, oid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_process(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_process(bigint, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_status(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_download(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_upgrade_download(bigint) FROM PUBLIC;

@@ -20,6 +20,7 @@ char	   *dbsync_databases = NULL;
 int			dbsync_naptime_s = 60;
 int			dbsync_max_backoff_s = 3600;
 int			dbsync_upgrade_poll_interval_s = 60;
+char	   *dbsync_upgrade_download_dir = NULL;
 
 void		_PG_init(void);
 
@@ -81,6 +82,14 @@ _PG_init(void)
 							60, 1, 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("dbsync.upgrade_download_dir",
+							   "Directory where the worker downloads upgraded dumps that were asked for (empty: none).",
+							   NULL,
+							   &dbsync_upgrade_download_dir,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dbsync");
 

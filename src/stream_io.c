@@ -353,7 +353,10 @@ stream_abandon(DbsyncStream *base)
 
 	if (s == NULL || s->finished)
 		return;
-	/* The transaction's end closes a transient file and drops a new large object. */
+	/* A file is closed here (the worker streams outside transactions); a new large object goes with the transaction. */
+	if (s->fd >= 0)
+		(void) CloseTransientFile(s->fd);
+	s->fd = -1;
 	if (s->kind == FILE_SINK && s->partial != NULL)
 		(void) unlink(s->partial);
 }

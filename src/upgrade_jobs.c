@@ -9,12 +9,66 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 
 #include "bg_txn.h"
 #include "jobs.h"
 #include "json_layer.h"
 #include "odoo.h"
+#include "stream_io.h"
 #include "worker.h"
+
+/* Streams the dump (no transaction open), then records it. */
+static void
+download_when_done(TxnScope *tx, const DbsyncServer *srv, int64 request_id, const char *url, const char *path)
+{
+	static SPIPlanPtr plan;
+	DbsyncStream *volatile sink = NULL;
+	char		sha256[65];
+	int64		bytes = 0;
+	Datum		values[4];
+	ResourceOwner saved_owner = CurrentResourceOwner;
+	ResourceOwner owner = ResourceOwnerCreate(NULL, "dbsync download");
+
+	/* No transaction is open while the dump streams: its file and hash need an owner of their own. */
+	CurrentResourceOwner = owner;
+	PG_TRY();
+	{
+		sink = stream_file_sink(path);
+		odoo_download(srv, url, psprintf("the upgraded dump of request " INT64_FORMAT, request_id), sink);
+		bytes = stream_finish(sink, sha256);
+	}
+	PG_CATCH();
+	{
+		if (sink != NULL)
+			stream_abandon(sink);
+		CurrentResourceOwner = saved_owner;
+		ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, false, false);
+		ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, false, false);
+		ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, false, false);
+		ResourceOwnerDelete(owner);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	CurrentResourceOwner = saved_owner;
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, true, false);
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, true, false);
+	ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, true, false);
+	ResourceOwnerDelete(owner);
+
+	txn_begin(tx);
+	values[0] = Int64GetDatum(request_id);
+	values[1] = Int64GetDatum(bytes);
+	values[2] = CStringGetTextDatum(sha256);
+	values[3] = CStringGetTextDatum(path);
+	if (txn_execute(txn_plan(&plan, "UPDATE dbsync.upgrade_request SET downloaded_bytes = $2, downloaded_sha256 = $3, "
+							 "downloaded_to = $4, downloaded_at = now() WHERE id = $1",
+							 4, (Oid[]) {INT8OID, INT8OID, TEXTOID, TEXTOID}), values, NULL, false) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the download of upgrade request " INT64_FORMAT, request_id);
+	txn_commit(tx);
+	ereport(LOG, (errmsg("dbsync: downloaded the upgraded dump of request " INT64_FORMAT " to \"%s\" (" INT64_FORMAT " bytes)",
+						 request_id, path, bytes)));
+}
 
 bool
 run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
@@ -28,6 +82,9 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 	char	   *key;
 	char	   *reply;
 	char	   *state;
+	char	   *url = NULL;
+	bool		want_download;
+	char	   *file_name;
 	DbsyncServer *volatile srv = NULL;
 	Oid			saved_user;
 	int			saved_context;
@@ -40,7 +97,9 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 	/* The request, and its server as its owner may use it. */
 	txn_begin(tx);
 	values[0] = Int64GetDatum(request_id);
-	if (txn_execute(txn_plan(&read_plan, "SELECT server, request_key FROM dbsync.upgrade_request WHERE id = $1",
+	if (txn_execute(txn_plan(&read_plan, "SELECT server, request_key, download_when_done AND downloaded_at IS NULL, "
+							 "id || '-' || regexp_replace(coalesce(filename, 'dump'), '[^A-Za-z0-9._-]', '_', 'g') "
+							 "FROM dbsync.upgrade_request WHERE id = $1",
 							 1, (Oid[]) {INT8OID}), values, NULL, true) != SPI_OK_SELECT)
 		elog(ERROR, "could not read upgrade request " INT64_FORMAT, request_id);
 	if (SPI_processed == 0)
@@ -52,6 +111,8 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 	tup = SPI_tuptable->vals[0];
 	server = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 	key = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	want_download = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	file_name = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(job->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
@@ -77,11 +138,17 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 	txn_begin(tx);
 	values[0] = CStringGetTextDatum(server);
 	values[1] = CStringGetTextDatum(reply);
-	if (txn_execute(txn_plan(&record_plan, "SELECT (dbsync.upgrade_record($1, $2::jsonb)).state", 2,
+	if (txn_execute(txn_plan(&record_plan, "SELECT r.state, r.upgraded_dump_url FROM dbsync.upgrade_record($1, $2::jsonb) r", 2,
 							 (Oid[]) {TEXTOID, TEXTOID}), values, NULL, false) != SPI_OK_SELECT)
 		elog(ERROR, "could not record upgrade request " INT64_FORMAT, request_id);
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	url = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	txn_commit(tx);
+
+	/* Done, and asked for: the upgraded dump goes into the configured directory. */
+	if (state != NULL && strcmp(state, "done") == 0 && want_download && url != NULL &&
+		dbsync_upgrade_download_dir[0] != '\0')
+		download_when_done(tx, srv, request_id, url, psprintf("%s/%s", dbsync_upgrade_download_dir, file_name));
 
 	*result = psprintf("{\"request_id\": " INT64_FORMAT ", \"state\": \"%s\"}", request_id, state ? state : "");
 	return state != NULL && (strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||

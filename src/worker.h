@@ -37,6 +37,7 @@ extern char *dbsync_databases;
 extern int	dbsync_naptime_s;
 extern int	dbsync_max_backoff_s;
 extern int	dbsync_upgrade_poll_interval_s;
+extern char *dbsync_upgrade_download_dir;
 
 /* worker_shmem.c */
 extern void dbsync_shmem_init_hooks(void);
