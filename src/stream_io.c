@@ -4,6 +4,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "common/sha2.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
 #include "storage/large_object.h"
 #include "utils/acl.h"
 #include "utils/memutils.h"
@@ -181,6 +183,21 @@ stream_file_source(const char *path)
 	return &s->base;
 }
 
+/*
+ * The partial file this backend is writing: removed if the backend exits in
+ * the middle (pg_terminate_backend, shutdown), where no ERROR cleanup runs.
+ */
+static char active_partial[MAXPGPATH];
+static bool exit_hook_set = false;
+
+static void
+remove_active_partial(int code, Datum arg)
+{
+	if (active_partial[0] != '\0')
+		(void) unlink(active_partial);
+	active_partial[0] = '\0';
+}
+
 DbsyncStream *
 stream_file_sink(const char *path)
 {
@@ -191,17 +208,33 @@ stream_file_sink(const char *path)
 	s = new_stream(FILE_SINK);
 	s->path = pstrdup(path);
 	s->partial = psprintf("%s.partial", path);
-	s->fd = OpenTransientFile(s->partial, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY);
+	if (strlen(s->partial) >= MAXPGPATH)
+		ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG), errmsg("file path is too long: \"%s\"", path)));
+	s->fd = OpenTransientFile(s->partial, O_WRONLY | O_CREAT | PG_BINARY);
 	if (s->fd < 0)
-	{
-		int			save_errno = errno;
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create file \"%s\": %m", s->partial)));
 
-		errno = save_errno;
+	/*
+	 * A lock on the partial file tells a running download from one a crash
+	 * left behind: the kernel drops it with its process, whatever killed it.
+	 */
+	if (flock(s->fd, LOCK_EX | LOCK_NB) != 0)
+	{
+		CloseTransientFile(s->fd);
+		s->fd = -1;
 		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create file \"%s\": %m", s->partial),
-				 save_errno == EEXIST ? errhint("Another download to \"%s\" may be running; if not, remove the file.", path) : 0));
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("another download to \"%s\" is running", path)));
 	}
+	if (ftruncate(s->fd, 0) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not truncate file \"%s\": %m", s->partial)));
+
+	if (!exit_hook_set)
+	{
+		before_shmem_exit(remove_active_partial, (Datum) 0);
+		exit_hook_set = true;
+	}
+	strlcpy(active_partial, s->partial, MAXPGPATH);
 	s->base.write = file_write;
 	s->base.throw_error = file_throw;
 	return &s->base;
@@ -333,6 +366,8 @@ stream_finish(DbsyncStream *base, char *sha256_hex)
 	if (s->kind == FILE_SINK && rename(s->partial, s->path) != 0)
 		ereport(ERROR, (errcode_for_file_access(),
 						errmsg("could not rename file \"%s\" to \"%s\": %m", s->partial, s->path)));
+	if (s->kind == FILE_SINK)
+		active_partial[0] = '\0';
 	if (s->lo != NULL)
 	{
 		inv_close(s->lo);
@@ -358,5 +393,8 @@ stream_abandon(DbsyncStream *base)
 		(void) CloseTransientFile(s->fd);
 	s->fd = -1;
 	if (s->kind == FILE_SINK && s->partial != NULL)
+	{
 		(void) unlink(s->partial);
+		active_partial[0] = '\0';
+	}
 }

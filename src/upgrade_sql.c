@@ -106,17 +106,20 @@ dbsync_odoo_request(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(jsonb_from(request));
 }
 
-/* Runs a transfer, removing what a failed one wrote. */
+/* Runs a transfer to its end (rename included), removing what a failed one wrote. */
 static int64
 transfer(DbsyncStream *stream, char *sha256, const DbsyncServer *srv, const char *method,
 		 List *fields, const char *key, const char *url, const char *shown)
 {
+	volatile int64 bytes = 0;
+
 	PG_TRY();
 	{
 		if (url == NULL)
 			(void) odoo_call(srv, method, fields, stream, key);
 		else
 			odoo_download(srv, url, shown, stream);
+		bytes = stream_finish(stream, sha256);
 	}
 	PG_CATCH();
 	{
@@ -124,7 +127,7 @@ transfer(DbsyncStream *stream, char *sha256, const DbsyncServer *srv, const char
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	return stream_finish(stream, sha256);
+	return bytes;
 }
 
 PG_FUNCTION_INFO_V1(dbsync_odoo_upload);
