@@ -99,6 +99,17 @@ EXCEPTION WHEN OTHERS THEN
     strpos(concat_ws(' ', msg, det, hin), k) > 0 OR strpos(concat_ws(' ', msg, det, hin), rtrim(k, 'X')) > 0;
 END $$;
 
+-- The service's own state checks, and a cancelled request.
+SELECT * FROM dbsync_upgrade_create('upgrade', target => '16.0', aim => 'test', filename => 'c.dump') \gset can_
+\setenv CAN_ID :can_id
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/odoo/state?request=$CAN_ID&state=cancelled"
+SELECT * FROM dbsync_upgrade_upload(:can_id, :'work');
+\echo :LAST_ERROR_SQLSTATE
+SELECT state FROM dbsync_upgrade_status(:can_id);
+SELECT * FROM dbsync_upgrade_download(:can_id, :'work' || '.cancelled');
+\echo :LAST_ERROR_SQLSTATE
+SELECT state FROM dbsync.upgrade_state WHERE request_id = :can_id ORDER BY entered_at;
+
 -- Files for roles without pg_read_server_files / pg_write_server_files.
 CREATE ROLE regress_dbsync_dba;
 GRANT EXECUTE ON FUNCTION dbsync_upgrade_upload(bigint, text), dbsync_upgrade_download(bigint, text)
