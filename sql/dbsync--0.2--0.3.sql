@@ -188,6 +188,20 @@ BEGIN
 END
 $$;
 
+-- Internal: a NULL file path or large object is an error, not "the other kind" (a pure check: PUBLIC may run it).
+CREATE FUNCTION dbsync.required(value anyelement, what text)
+RETURNS anyelement
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN value;
+END
+$$;
+
 CREATE FUNCTION dbsync.upgrade_upload(request_id bigint, path text, dump oid)
 RETURNS TABLE (bytes bigint, sha256 text)
 LANGUAGE plpgsql
@@ -214,13 +228,13 @@ CREATE FUNCTION @extschema@.dbsync_upgrade_upload(request_id bigint, path text)
 RETURNS TABLE (bytes bigint, sha256 text)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM dbsync.upgrade_upload(request_id, path, NULL) $$;
+AS $$ SELECT * FROM dbsync.upgrade_upload(request_id, dbsync.required(path, 'the dump''s path'), NULL) $$;
 
 CREATE FUNCTION @extschema@.dbsync_upgrade_upload(request_id bigint, dump oid)
 RETURNS TABLE (bytes bigint, sha256 text)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM dbsync.upgrade_upload(request_id, NULL, dump) $$;
+AS $$ SELECT * FROM dbsync.upgrade_upload(request_id, NULL, dbsync.required(dump, 'the dump''s large object')) $$;
 
 CREATE FUNCTION @extschema@.dbsync_upgrade_process(request_id bigint, download boolean DEFAULT false)
 RETURNS text
@@ -299,7 +313,7 @@ CREATE FUNCTION @extschema@.dbsync_upgrade_download(request_id bigint, path text
 RETURNS TABLE (bytes bigint, sha256 text)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT d.bytes, d.sha256 FROM dbsync.upgrade_download(request_id, path) d $$;
+AS $$ SELECT d.bytes, d.sha256 FROM dbsync.upgrade_download(request_id, dbsync.required(path, 'the file path')) d $$;
 
 CREATE FUNCTION @extschema@.dbsync_upgrade_download(request_id bigint)
 RETURNS TABLE (dump oid, bytes bigint, sha256 text)

@@ -43,6 +43,10 @@ SELECT * FROM dbsync_upgrade_upload(:req_id, 'relative/dump');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM dbsync_upgrade_upload(:req_id, '/nonexistent/dump');
 \echo :LAST_ERROR_SQLSTATE
+SELECT * FROM dbsync_upgrade_upload(:req_id, NULL::text);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM dbsync_upgrade_upload(:req_id, NULL::oid);
+\echo :LAST_ERROR_SQLSTATE
 SELECT * FROM dbsync_upgrade_upload(:req_id, :'work');
 SELECT uploaded_bytes, uploaded_sha256, filesize, compressions FROM dbsync.upgrade_request WHERE id = :req_id;
 SELECT dbsync_upgrade_process(:req_id);
@@ -53,6 +57,8 @@ SELECT * FROM dbsync_upgrade_download(:req_id, :'work' || '.upgraded');
 \echo :LAST_ERROR_SQLSTATE
 SELECT state, elapsed, customer_message, database_version IS NOT NULL AS has_version
   FROM dbsync_upgrade_status(:req_id);
+SELECT * FROM dbsync_upgrade_download(:req_id, NULL::text);
+\echo :LAST_ERROR_SQLSTATE
 SELECT * FROM dbsync_upgrade_download(:req_id, :'work' || '.upgraded');
 SELECT length(pg_read_binary_file(:'work' || '.upgraded')) AS file_bytes;
 SELECT dump AS dl_dump, bytes AS dl_bytes, sha256 AS dl_sha256 FROM dbsync_upgrade_download(:req_id) \gset
