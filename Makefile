@@ -21,6 +21,7 @@ OBJS = \
 	src/worker_shmem.o \
 	src/worker_launcher.o \
 	src/job_runner.o \
+	src/sha256_thread.o \
 	src/stream_io.o \
 	src/odoo_client.o \
 	src/upgrade_sql.o \
@@ -33,7 +34,7 @@ PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
 WERROR ?= -Werror
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR)
 PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -lcurl -ljansson
+SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread
 
 REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf

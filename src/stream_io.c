@@ -10,8 +10,6 @@
 
 #include "catalog/pg_authid.h"
 #include "libpq/libpq-fs.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
@@ -19,6 +17,7 @@
 #include "utils/acl.h"
 #include "utils/memutils.h"
 
+#include "sha256_thread.h"
 #include "stream_io.h"
 
 typedef enum StreamKind
@@ -39,7 +38,7 @@ typedef struct IoStream
 	Oid			loid;
 	LargeObjectDesc *lo;
 	int64		bytes;
-	pg_cryptohash_ctx *sha;
+	Sha256Thread *sha;			/* hashes beside the transfer */
 	int			saved_errno;	/* file failure */
 	ErrorData  *saved_error;	/* large-object failure */
 	bool		finished;
@@ -68,9 +67,9 @@ require_absolute(const char *path)
 static void
 hash_init(IoStream *s)
 {
-	s->sha = pg_cryptohash_create(PG_SHA256);
-	if (s->sha == NULL || pg_cryptohash_init(s->sha) < 0)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start a SHA-256")));
+	s->sha = sha256_thread_start();
+	if (s->sha == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not start a SHA-256 thread")));
 }
 
 /* In libcurl's callbacks: count and hash; false if hashing failed. */
@@ -78,7 +77,7 @@ static bool
 account(IoStream *s, const char *buf, size_t n)
 {
 	s->bytes += n;
-	return pg_cryptohash_update(s->sha, (const uint8 *) buf, n) >= 0;
+	return sha256_thread_feed(s->sha, buf, n);
 }
 
 static bool
@@ -107,7 +106,7 @@ file_rewind(DbsyncStream *base)
 	if (lseek(s->fd, 0, SEEK_SET) < 0)
 		return false;
 	s->bytes = 0;
-	return pg_cryptohash_init(s->sha) >= 0;
+	return sha256_thread_restart(s->sha);
 }
 
 static bool
@@ -152,7 +151,6 @@ new_stream(StreamKind kind)
 
 	s->kind = kind;
 	s->fd = -1;
-	hash_init(s);
 	return s;
 }
 
@@ -180,6 +178,7 @@ stream_file_source(const char *path)
 	s->base.read = file_read;
 	s->base.rewind = file_rewind;
 	s->base.throw_error = file_throw;
+	hash_init(s);				/* last: nothing after it raises an ERROR */
 	return &s->base;
 }
 
@@ -248,6 +247,7 @@ stream_file_sink(const char *path)
 	strlcpy(active_partial, s->partial, MAXPGPATH);
 	s->base.write = file_write;
 	s->base.throw_error = file_throw;
+	hash_init(s);				/* last: nothing after it raises an ERROR */
 	return &s->base;
 }
 
@@ -328,6 +328,7 @@ stream_lo_source(Oid loid)
 	inv_seek(s->lo, 0, SEEK_SET);
 	s->base.read = lo_read_cb;
 	s->base.throw_error = lo_throw;
+	hash_init(s);				/* last: nothing after it raises an ERROR */
 	return &s->base;
 }
 
@@ -340,6 +341,7 @@ stream_lo_sink(void)
 	s->lo = inv_open(s->loid, INV_WRITE, CurrentMemoryContext);
 	s->base.write = lo_write_cb;
 	s->base.throw_error = lo_throw;
+	hash_init(s);				/* last: nothing after it raises an ERROR */
 	return &s->base;
 }
 
@@ -352,12 +354,11 @@ stream_lo_oid(DbsyncStream *base)
 static void
 hex_digest(IoStream *s, char *hex)
 {
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	bool		ok = sha256_thread_finish(s->sha, hex);
 
-	if (pg_cryptohash_final(s->sha, digest, sizeof(digest)) < 0)
+	s->sha = NULL;
+	if (!ok)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not finish a SHA-256")));
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		sprintf(hex + 2 * i, "%02x", digest[i]);
 }
 
 int64
@@ -386,8 +387,6 @@ stream_finish(DbsyncStream *base, char *sha256_hex)
 		close_lo_relation(true);
 	}
 	s->lo = NULL;
-	pg_cryptohash_free(s->sha);
-	s->sha = NULL;
 	s->finished = true;
 	return s->bytes;
 }
@@ -399,6 +398,8 @@ stream_abandon(DbsyncStream *base)
 
 	if (s == NULL || s->finished)
 		return;
+	sha256_thread_discard(s->sha);
+	s->sha = NULL;
 	/* A file is closed here (the worker streams outside transactions); a new large object goes with the transaction. */
 	if (s->fd >= 0)
 		(void) CloseTransientFile(s->fd);
