@@ -7,7 +7,8 @@ Python 3 standard library only; listens on 127.0.0.1 by default.
         [--host 127.0.0.1] [--user api] [--password secret] \
         [--fixture PATH] [--log PATH] [--precompute gen<N>]... \
         [--tls-cert PEM --tls-key PEM [--tls-port-file PATH]] \
-        [--odoo-dir DIR]
+        [--odoo-dir DIR] [--octoplant-user NAME] \
+        [--octoplant-client-secret SECRET]
 
 --precompute gen<N> (repeatable; live<N> works too) builds every changes.json
 page a full pass with limit=1000 reads (default filter, from the first
@@ -21,9 +22,12 @@ listener; --tls-port-file gets that port. The TLS port file is written before
 the plain one, so once --port-file exists both listeners are up.
 (test/sim/make_certs.sh makes a throwaway CA and a certificate for 127.0.0.1.)
 
-API modules register path prefixes: flexi.py (ABRA Flexi, under /c/) and
+API modules register path prefixes: flexi.py (ABRA Flexi, under /c/),
 odoo.py (the Odoo database upgrade API v1, under /database/; uploads are
-kept in --odoo-dir, default a fresh temp dir removed at exit).  This file
+kept in --odoo-dir, default a fresh temp dir removed at exit) and
+octoplant.py (the octoplant Export API, under /v1/: OAuth2 password grant
+for --octoplant-user with --password and --octoplant-client-secret, export
+orders, generated ZIP downloads).  This file
 owns the server, dispatch, fault injection, stats and gzip (of replies the
 module marks compressible, if the client accepts gzip), and streams request
 bodies to modules that ask for it and streamed replies (sendfile on plain
@@ -43,13 +47,14 @@ Control endpoints (no auth):
          a request takes the first one that applies to it (lowversion
          applies to changes.json only, other requests pass over it).
     POST /_sim/fault?path=P&mode=M[&status=S][&seconds=N][&count=K]
-         the same, keyed by request path (for path-keyed modules: odoo.py),
+         the same, keyed by request path (for path-keyed modules: odoo.py,
+         octoplant.py),
          e.g. path=/database/v1/status; P may end in "/*" to match every
          path under it (path=/database/eu1/* for all downloads); the most
          specific armed scope wins.  Modes as above except lowversion.
     plus the API modules' own: flexi.py adds /_sim/append, /_sim/grow,
-    /_sim/log, /_sim/records and /_sim/cache; odoo.py adds /_sim/odoo/*
-    (see their docstrings).
+    /_sim/log, /_sim/records and /_sim/cache; odoo.py adds /_sim/odoo/*;
+    octoplant.py adds /_sim/octoplant/* (see their docstrings).
 """
 
 import argparse
@@ -71,6 +76,7 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import flexi  # noqa: E402
+import octoplant  # noqa: E402
 import odoo  # noqa: E402
 from simcore import FAULT_MODES, BodyError, Fault, Request, Response  # noqa: E402
 
@@ -161,7 +167,8 @@ class Sim:
         self.stop = threading.Event()
         self.faults = FaultBook()
         self.stats = Stats()
-        self.modules = [flexi.FlexiModule(options), odoo.OdooModule(options)]
+        self.modules = [flexi.FlexiModule(options), odoo.OdooModule(options),
+                        octoplant.OctoplantModule(options)]
         self.controls = dict(CONTROL)
         for module in self.modules:
             for name, (methods, func) in getattr(module, "controls", {}).items():
@@ -676,6 +683,14 @@ def parse_args(argv):
     p.add_argument("--odoo-dir", metavar="DIR",
                    help="where Odoo upgrade uploads are stored (default: a "
                         "new temp dir, removed at exit)")
+    p.add_argument("--octoplant-user", default=octoplant.DEFAULT_USER,
+                   metavar="NAME",
+                   help="octoplant Export API user name (its password is "
+                        "--password)")
+    p.add_argument("--octoplant-client-secret",
+                   default=octoplant.DEFAULT_CLIENT_SECRET, metavar="SECRET",
+                   help="octoplant OAuth2 client secret (client id "
+                        "public-api)")
     options = p.parse_args(argv)
     if bool(options.tls_cert) != bool(options.tls_key):
         p.error("--tls-cert and --tls-key go together")
