@@ -23,9 +23,15 @@ OBJS = \
 	src/job_runner.o \
 	src/sha256_thread.o \
 	src/stream_io.o \
+	src/transfer.o \
+	src/zip_sink.o \
 	src/odoo_client.o \
 	src/upgrade_sql.o \
-	src/upgrade_jobs.o
+	src/upgrade_jobs.o \
+	src/octoplant_token.o \
+	src/octoplant_client.o \
+	src/export_sql.o \
+	src/export_jobs.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"

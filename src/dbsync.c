@@ -21,6 +21,8 @@ int			dbsync_naptime_s = 60;
 int			dbsync_max_backoff_s = 3600;
 int			dbsync_upgrade_poll_interval_s = 60;
 char	   *dbsync_upgrade_download_dir = NULL;
+int			dbsync_export_poll_interval_ms = 10000;
+char	   *dbsync_export_download_dir = NULL;
 
 void		_PG_init(void);
 
@@ -87,6 +89,22 @@ _PG_init(void)
 							   "Directory where the worker downloads upgraded dumps that were asked for (empty: none).",
 							   NULL,
 							   &dbsync_upgrade_download_dir,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.export_poll_interval",
+							"How often the worker, and dbsync_export_wait, ask the octoplant service about an unfinished export order.",
+							NULL,
+							&dbsync_export_poll_interval_ms,
+							10000, 100, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("dbsync.export_download_dir",
+							   "Directory where the worker downloads the ZIPs of export orders that were asked for (empty: none).",
+							   NULL,
+							   &dbsync_export_download_dir,
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);

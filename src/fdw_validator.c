@@ -70,6 +70,8 @@ static const ApiOption mapping_options[] = {
 	{ALL_APIS, "password", false, CHECK_TEXT},
 	{ALL_APIS, "contract", false, CHECK_TEXT},
 	{ALL_APIS, "email", false, CHECK_EMAIL},
+	{ALL_APIS, "client_id", false, CHECK_TEXT}, /* octoplant: a site's own OAuth2 client, kept out of */
+	{ALL_APIS, "client_secret", false, CHECK_TEXT},	/* pg_foreign_server, which every role can read */
 };
 
 static bool

@@ -91,6 +91,21 @@ record_failure(TxnScope *tx, const DbsyncJob *job, const char *message)
 	PG_END_TRY();
 }
 
+/* A recurring job that follows something remote: one run, then what its outcome says. */
+static void
+finish_recurring(TxnScope *tx, const DbsyncJob *job, RecurringJobFn run)
+{
+	char	   *result = NULL;
+	JobOutcome	outcome = run(tx, job, &result);
+
+	txn_begin(tx);
+	if (outcome == JOB_AGAIN)
+		jobs_finish_ok(job, 0, result);
+	else
+		jobs_finish_final(job, result, outcome == JOB_GAVE_UP);
+	txn_commit(tx);
+}
+
 static void
 run_job(MemoryContext job_cxt, const DbsyncJob *job)
 {
@@ -103,17 +118,9 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 		if (strcmp(job->kind, "changes_pull") == 0 && job->has_subscription)
 			run_changes_pull(&tx, job);
 		else if (strcmp(job->kind, "upgrade_poll") == 0)
-		{
-			char	   *result = NULL;
-			bool		ended = run_upgrade_poll(&tx, job, &result);
-
-			txn_begin(&tx);
-			if (ended)
-				jobs_finish_final(job, result);
-			else
-				jobs_finish_ok(job, 0, result);
-			txn_commit(&tx);
-		}
+			finish_recurring(&tx, job, run_upgrade_poll);
+		else if (strcmp(job->kind, "export_poll") == 0)
+			finish_recurring(&tx, job, run_export_poll);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

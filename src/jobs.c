@@ -66,16 +66,17 @@ jobs_finish_ok(const DbsyncJob *job, int retry_ms, const char *result_json)
 }
 
 void
-jobs_finish_final(const DbsyncJob *job, const char *result_json)
+jobs_finish_final(const DbsyncJob *job, const char *result_json, bool gave_up)
 {
 	static SPIPlanPtr p;
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(job->id), CStringGetTextDatum(result_json)};
+	Oid			types[3] = {INT8OID, TEXTOID, BOOLOID};
+	Datum		values[3] = {Int64GetDatum(job->id), CStringGetTextDatum(result_json), BoolGetDatum(gave_up)};
 
 	if (txn_execute(txn_plan(&p,
-							 "UPDATE dbsync.job SET state = 'done', attempts = 0, runner_pid = NULL, "
-							 "finished_at = now(), last_error = NULL, result = $2::jsonb WHERE id = $1",
-							 2, types), values, NULL, false) != SPI_OK_UPDATE)
+							 "UPDATE dbsync.job SET state = CASE WHEN $3 THEN 'failed' ELSE 'done' END, attempts = 0, "
+							 "runner_pid = NULL, finished_at = now(), "
+							 "last_error = CASE WHEN $3 THEN $2::jsonb->>'error' END, result = $2::jsonb WHERE id = $1",
+							 3, types), values, NULL, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not finish job " INT64_FORMAT, job->id);
 }
 

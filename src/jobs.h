@@ -23,8 +23,22 @@ extern bool jobs_claim_next(DbsyncJob *job);
 /* Success: done, or pending again (after retry_ms when > 0, else at its next repetition). */
 extern void jobs_finish_ok(const DbsyncJob *job, int retry_ms, const char *result_json);
 
-/* Success that ends a recurring job too. */
-extern void jobs_finish_final(const DbsyncJob *job, const char *result_json);
+/* What a run of a recurring job says of it. */
+typedef enum JobOutcome
+{
+	JOB_AGAIN,					/* pending again at its next repetition */
+	JOB_ENDED,					/* done: what it followed has ended */
+	JOB_GAVE_UP					/* failed for good: retrying cannot help (result_json has "error") */
+} JobOutcome;
+
+/* Ends a recurring job too: done, or failed for good when gave_up. */
+extern void jobs_finish_final(const DbsyncJob *job, const char *result_json, bool gave_up);
+
+/* Recurring jobs that follow a remote request: one poll per run, *result the job's result JSON. */
+struct TxnScope;
+typedef JobOutcome (*RecurringJobFn) (struct TxnScope *tx, const DbsyncJob *job, char **result);
+extern JobOutcome run_upgrade_poll(struct TxnScope *tx, const DbsyncJob *job, char **result);	/* upgrade_jobs.c */
+extern JobOutcome run_export_poll(struct TxnScope *tx, const DbsyncJob *job, char **result);	/* export_jobs.c */
 
 /* Failure: pending again after an exponential backoff, or failed for good. */
 extern void jobs_finish_error(const DbsyncJob *job, const char *error);

@@ -137,6 +137,7 @@ dbsync_server_get(const char *name, const char *api)
 
 	srv = palloc0(sizeof(DbsyncServer));
 	srv->serverid = fs->serverid;
+	srv->userid = GetUserId();
 	srv->name = pstrdup(fs->servername);
 	srv->server_options = fs->options;
 	srv->api = pstrdup(dbsync_option_value(fs->options, "api"));
@@ -178,5 +179,26 @@ dbsync_server_get(const char *name, const char *api)
 	value = dbsync_option_value(fs->options, "max_response_size");
 	srv->max_response_size = value ? dbsync_parse_size_option("max_response_size", value) : dbsync_max_response_size;
 
+	return srv;
+}
+
+DbsyncServer *
+dbsync_server_get_as(Oid role, const char *name, const char *api)
+{
+	Oid			saved_user;
+	int			saved_context;
+	DbsyncServer *volatile srv = NULL;
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		srv = dbsync_server_get(name, api);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(saved_user, saved_context);
+	}
+	PG_END_TRY();
 	return srv;
 }

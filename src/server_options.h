@@ -10,6 +10,7 @@
 typedef struct DbsyncServer
 {
 	Oid			serverid;
+	Oid			userid;			/* the role whose user mapping was read */
 	char	   *name;
 	char	   *api;			/* flexi, odoo_upgrade, octoplant, postgres */
 	char	   *url;			/* base URL without a trailing slash; NULL for postgres */
@@ -26,6 +27,9 @@ typedef struct DbsyncServer
 
 /* Looks up a dbsync server of the given api for the current user; ERROR if unusable. */
 extern DbsyncServer *dbsync_server_get(const char *name, const char *api);
+
+/* The same for another role (a job's owner, in the worker). */
+extern DbsyncServer *dbsync_server_get_as(Oid role, const char *name, const char *api);
 
 /* Value of an option in a DefElem list, or NULL. */
 extern const char *dbsync_option_value(List *options, const char *name);

@@ -42,24 +42,9 @@ lock_subscription(TxnScope *tx, int32 id, bool release)
 static DbsyncServer *
 subscription_server(SyncSubscription *sub, bool as_owner)
 {
-	Oid			saved_user;
-	int			saved_context;
-	DbsyncServer *volatile srv = NULL;
-
 	if (!as_owner)
 		return dbsync_server_get(sub->server, "flexi");
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(sub->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		srv = dbsync_server_get(sub->server, "flexi");
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(saved_user, saved_context);
-	}
-	PG_END_TRY();
-	return srv;
+	return dbsync_server_get_as(sub->owner, sub->server, "flexi");
 }
 
 /* Initial load: returns false when the page limit stopped it before the end. */

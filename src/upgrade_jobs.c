@@ -9,52 +9,38 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/resowner.h"
 
 #include "bg_txn.h"
 #include "jobs.h"
 #include "json_layer.h"
 #include "odoo.h"
-#include "stream_io.h"
+#include "transfer.h"
 #include "worker.h"
+
+typedef struct DumpLink
+{
+	const DbsyncServer *srv;
+	const char *url;
+	int64		request_id;
+} DumpLink;
+
+static void
+fetch_dump(void *arg, DbsyncStream *sink)
+{
+	DumpLink   *link = arg;
+
+	odoo_download(link->srv, link->url, psprintf("the upgraded dump of request " INT64_FORMAT, link->request_id), sink);
+}
 
 /* Streams the dump (no transaction open), then records it. */
 static void
 download_when_done(TxnScope *tx, const DbsyncServer *srv, int64 request_id, const char *url, const char *path)
 {
 	static SPIPlanPtr plan;
-	DbsyncStream *volatile sink = NULL;
+	DumpLink	link = {srv, url, request_id};
 	char		sha256[65];
-	int64		bytes = 0;
+	int64		bytes = transfer_to_file_outside_txn(path, fetch_dump, &link, sha256);
 	Datum		values[4];
-	ResourceOwner saved_owner = CurrentResourceOwner;
-	ResourceOwner owner = ResourceOwnerCreate(NULL, "dbsync download");
-
-	/* No transaction is open while the dump streams: its file and hash need an owner of their own. */
-	CurrentResourceOwner = owner;
-	PG_TRY();
-	{
-		sink = stream_file_sink(path);
-		odoo_download(srv, url, psprintf("the upgraded dump of request " INT64_FORMAT, request_id), sink);
-		bytes = stream_finish(sink, sha256);
-	}
-	PG_CATCH();
-	{
-		if (sink != NULL)
-			stream_abandon(sink);
-		CurrentResourceOwner = saved_owner;
-		ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, false, false);
-		ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, false, false);
-		ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, false, false);
-		ResourceOwnerDelete(owner);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	CurrentResourceOwner = saved_owner;
-	ResourceOwnerRelease(owner, RESOURCE_RELEASE_BEFORE_LOCKS, true, false);
-	ResourceOwnerRelease(owner, RESOURCE_RELEASE_LOCKS, true, false);
-	ResourceOwnerRelease(owner, RESOURCE_RELEASE_AFTER_LOCKS, true, false);
-	ResourceOwnerDelete(owner);
 
 	txn_begin(tx);
 	values[0] = Int64GetDatum(request_id);
@@ -70,7 +56,7 @@ download_when_done(TxnScope *tx, const DbsyncServer *srv, int64 request_id, cons
 						 request_id, path, bytes)));
 }
 
-bool
+JobOutcome
 run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 {
 	static SPIPlanPtr read_plan;
@@ -85,9 +71,7 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 	char	   *url = NULL;
 	bool		want_download;
 	char	   *file_name;
-	DbsyncServer *volatile srv = NULL;
-	Oid			saved_user;
-	int			saved_context;
+	DbsyncServer *srv;
 	HeapTuple	tup;
 
 	if (!dbsync_json_int64(dbsync_json_member(dbsync_json_parse(job->args, strlen(job->args), "job arguments"),
@@ -106,24 +90,14 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 	{
 		txn_commit(tx);
 		*result = psprintf("{\"request_id\": " INT64_FORMAT ", \"state\": null, \"note\": \"request removed\"}", request_id);
-		return true;
+		return JOB_ENDED;
 	}
 	tup = SPI_tuptable->vals[0];
 	server = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 	key = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
 	want_download = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	file_name = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(job->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		srv = dbsync_server_get(server, "odoo_upgrade");
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(saved_user, saved_context);
-	}
-	PG_END_TRY();
+	srv = dbsync_server_get_as(job->owner, server, "odoo_upgrade");
 	txn_commit(tx);
 
 	/* The network call, between steps. */
@@ -152,5 +126,5 @@ run_upgrade_poll(TxnScope *tx, const DbsyncJob *job, char **result)
 
 	*result = psprintf("{\"request_id\": " INT64_FORMAT ", \"state\": \"%s\"}", request_id, state ? state : "");
 	return state != NULL && (strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||
-							 strcmp(state, "cancelled") == 0);
+							 strcmp(state, "cancelled") == 0) ? JOB_ENDED : JOB_AGAIN;
 }

@@ -15,6 +15,7 @@
 
 #include "odoo.h"
 #include "stream_io.h"
+#include "transfer.h"
 
 static char *
 text_arg(FunctionCallInfo fcinfo, int n)
@@ -26,23 +27,6 @@ static Datum
 jsonb_from(const char *json)
 {
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-}
-
-/* (bytes, sha256[, loid]) as the composite the SQL function declares. */
-static Datum
-transfer_result(FunctionCallInfo fcinfo, int64 bytes, const char *sha256, Oid loid)
-{
-	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	values[0] = Int64GetDatum(bytes);
-	values[1] = CStringGetTextDatum(sha256);
-	if (desc->natts > 2)
-		values[2] = ObjectIdGetDatum(loid);
-	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
 }
 
 PG_FUNCTION_INFO_V1(dbsync_odoo_create);
@@ -106,28 +90,30 @@ dbsync_odoo_request(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(jsonb_from(request));
 }
 
-/* Runs a transfer to its end (rename included), removing what a failed one wrote. */
-static int64
-transfer(DbsyncStream *stream, char *sha256, const DbsyncServer *srv, const char *method,
-		 List *fields, const char *key, const char *url, const char *shown)
+/* What a transfer needs to reach the service. */
+typedef struct OdooTransfer
 {
-	volatile int64 bytes = 0;
+	const DbsyncServer *srv;
+	List	   *fields;			/* upload: the query fields */
+	const char *key;
+	const char *url;			/* download: the link */
+	const char *shown;
+} OdooTransfer;
 
-	PG_TRY();
-	{
-		if (url == NULL)
-			(void) odoo_call(srv, method, fields, stream, key);
-		else
-			odoo_download(srv, url, shown, stream);
-		bytes = stream_finish(stream, sha256);
-	}
-	PG_CATCH();
-	{
-		stream_abandon(stream);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return bytes;
+static void
+odoo_upload_fetch(void *arg, DbsyncStream *stream)
+{
+	OdooTransfer *t = arg;
+
+	(void) odoo_call(t->srv, "upload", t->fields, stream, t->key);
+}
+
+static void
+odoo_download_fetch(void *arg, DbsyncStream *stream)
+{
+	OdooTransfer *t = arg;
+
+	odoo_download(t->srv, t->url, t->shown, stream);
 }
 
 PG_FUNCTION_INFO_V1(dbsync_odoo_upload);
@@ -140,8 +126,9 @@ dbsync_odoo_upload(PG_FUNCTION_ARGS)
 	char	   *id = psprintf(INT64_FORMAT, PG_GETARG_INT64(1));
 	char	   *key = text_arg(fcinfo, 2);
 	DbsyncStream *source = PG_ARGISNULL(3) ? stream_lo_source(PG_GETARG_OID(4)) : stream_file_source(text_arg(fcinfo, 3));
+	OdooTransfer t = {.srv = srv, .fields = list_make4("key", key, "request", id), .key = key};
 	char		sha256[65];
-	int64		bytes = transfer(source, sha256, srv, "upload", list_make4("key", key, "request", id), key, NULL, NULL);
+	int64		bytes = transfer_run(source, odoo_upload_fetch, &t, sha256);
 
 	PG_RETURN_DATUM(transfer_result(fcinfo, bytes, sha256, InvalidOid));
 }
@@ -155,8 +142,9 @@ dbsync_odoo_download(PG_FUNCTION_ARGS)
 	DbsyncServer *srv = dbsync_server_get(text_arg(fcinfo, 0), "odoo_upgrade");
 	char	   *path = text_arg(fcinfo, 3);
 	DbsyncStream *sink = path ? stream_file_sink(path) : stream_lo_sink();
+	OdooTransfer t = {.srv = srv, .url = text_arg(fcinfo, 1), .shown = text_arg(fcinfo, 2)};
 	char		sha256[65];
-	int64		bytes = transfer(sink, sha256, srv, NULL, NIL, NULL, text_arg(fcinfo, 1), text_arg(fcinfo, 2));
+	int64		bytes = transfer_run(sink, odoo_download_fetch, &t, sha256);
 
 	PG_RETURN_DATUM(transfer_result(fcinfo, bytes, sha256, path ? InvalidOid : stream_lo_oid(sink)));
 }

@@ -38,6 +38,8 @@ extern int	dbsync_naptime_s;
 extern int	dbsync_max_backoff_s;
 extern int	dbsync_upgrade_poll_interval_s;
 extern char *dbsync_upgrade_download_dir;
+extern int	dbsync_export_poll_interval_ms;
+extern char *dbsync_export_download_dir;
 
 /* worker_shmem.c */
 extern void dbsync_shmem_init_hooks(void);
@@ -50,11 +52,6 @@ extern bool dbsync_runner_running(int slot);
 /* worker_launcher.c */
 extern void dbsync_register_launcher(void);
 PGDLLEXPORT void dbsync_launcher_main(Datum arg);
-
-/* upgrade_jobs.c: one poll of an upgrade request; true when the request has ended. */
-struct TxnScope;
-struct DbsyncJob;
-extern bool run_upgrade_poll(struct TxnScope *tx, const struct DbsyncJob *job, char **result);
 
 /* job_runner.c */
 PGDLLEXPORT void dbsync_runner_main(Datum arg);
