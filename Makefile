@@ -42,7 +42,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread
 
-REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api upgrade
+REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
 
 TAP_TESTS = 1

@@ -241,20 +241,25 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.dbsync_export_wait(name text, timeout interval DEFAULT '5 min')
+CREATE FUNCTION @extschema@.dbsync_export_wait(name text, timeout interval DEFAULT '5 min',
+                                               poll_interval interval DEFAULT NULL)
 RETURNS SETOF dbsync.export_order
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    rec dbsync.export_order := dbsync.export_get(name);
+    rec dbsync.export_order;
     deadline timestamptz := clock_timestamp() + timeout;
-    pause interval := current_setting('dbsync.export_poll_interval')::interval;
+    pause interval := coalesce(poll_interval, current_setting('dbsync.export_poll_interval')::interval);
 BEGIN
     IF timeout IS NULL OR timeout < interval '0' THEN
         RAISE EXCEPTION 'timeout must be a positive interval, not %', coalesce(timeout::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF pause < interval '10 ms' THEN
+        RAISE EXCEPTION 'poll_interval must be at least 10 ms, not %', pause USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rec := dbsync.export_get(name);
     LOOP
         rec := dbsync.export_refresh(rec.server, rec.name);
         EXIT WHEN rec.done OR clock_timestamp() >= deadline;
@@ -336,7 +341,7 @@ REVOKE ALL ON FUNCTION dbsync.export_refresh(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.export_download(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_export_order(text, jsonb, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_export_status(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.dbsync_export_wait(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.dbsync_export_wait(text, interval, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_export_cancel(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_export_download(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_export_download(text) FROM PUBLIC;
