@@ -209,7 +209,8 @@ stream_file_sink(const char *path)
 	s->partial = psprintf("%s.partial", path);
 	if (strlen(s->partial) >= MAXPGPATH)
 		ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG), errmsg("file path is too long: \"%s\"", path)));
-	s->fd = OpenTransientFile(s->partial, O_WRONLY | O_CREAT | PG_BINARY);
+	/* Read and write: a ZIP is checked by reading its end back (stream_read_back). */
+	s->fd = OpenTransientFile(s->partial, O_RDWR | O_CREAT | PG_BINARY);
 	if (s->fd < 0)
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create file \"%s\": %m", s->partial)));
 
@@ -349,6 +350,46 @@ Oid
 stream_lo_oid(DbsyncStream *base)
 {
 	return ((IoStream *) base)->loid;
+}
+
+void
+stream_read_back(DbsyncStream *base, int64 offset, char *buf, size_t len)
+{
+	IoStream   *s = (IoStream *) base;
+	size_t		done = 0;
+
+	if (s->kind == LO_SINK)
+	{
+		inv_seek(s->lo, offset, SEEK_SET);
+		while (done < len)
+		{
+			int			n = inv_read(s->lo, buf + done, (int) (len - done));
+
+			if (n <= 0)
+				break;
+			done += n;
+		}
+		inv_seek(s->lo, 0, SEEK_END);
+	}
+	else if (s->kind == FILE_SINK)
+	{
+		while (done < len)
+		{
+			ssize_t		n = pread(s->fd, buf + done, len - done, offset + done);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				ereport(ERROR, (errcode_for_file_access(), errmsg("could not read file \"%s\": %m", s->partial)));
+			if (n == 0)
+				break;
+			done += n;
+		}
+	}
+	if (done != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not read back %zu bytes of what was received (got %zu)", len, done)));
 }
 
 static void

@@ -22,6 +22,9 @@ extern DbsyncStream *stream_lo_source(Oid loid);
 extern DbsyncStream *stream_lo_sink(void);
 extern Oid	stream_lo_oid(DbsyncStream *s);
 
+/* Reads back len bytes a sink wrote, from offset on (before stream_finish); ERROR if it cannot. */
+extern void stream_read_back(DbsyncStream *s, int64 offset, char *buf, size_t len);
+
 /* After a complete transfer: closes (and for a file sink, renames), returns bytes and SHA-256 (hex). */
 extern int64 stream_finish(DbsyncStream *s, char *sha256_hex);
 

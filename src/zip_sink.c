@@ -1,10 +1,12 @@
 /*
  * zip_sink.c: see zip_sink.h. The end record (PK\5\6, 22 bytes plus a
- * comment of up to 65535) is looked for in the last bytes seen, kept in a
- * fixed window, so memory stays flat whatever the size.
+ * comment of up to 65535) is looked for in the last bytes, read back from
+ * the file or large object once the transfer is complete: keeping a window
+ * of them as they pass would copy half of every 128 kB piece.
  */
 #include "postgres.h"
 
+#include "stream_io.h"
 #include "zip_sink.h"
 
 #define KEEP_LIMIT (64 * 1024)
@@ -22,9 +24,7 @@ typedef struct ZipSink
 	size_t		head_len;
 	char	   *kept;			/* a reply that is not a ZIP: its start */
 	size_t		kept_len;
-	char	   *tail;			/* the last bytes of a ZIP, as a ring */
-	size_t		tail_pos;
-	uint64		total;
+	uint64		total;			/* bytes passed on */
 } ZipSink;
 
 static bool
@@ -34,29 +34,10 @@ is_zip_signature(const char *p)
 		((p[2] == 3 && p[3] == 4) || (p[2] == 5 && p[3] == 6));
 }
 
-static void
-remember_tail(ZipSink *z, const char *buf, size_t n)
-{
-	if (n >= TAIL_SIZE)
-	{
-		memcpy(z->tail, buf + n - TAIL_SIZE, TAIL_SIZE);
-		z->tail_pos = 0;
-	}
-	else
-	{
-		size_t		first = Min(n, TAIL_SIZE - z->tail_pos);
-
-		memcpy(z->tail + z->tail_pos, buf, first);
-		memcpy(z->tail, buf + first, n - first);
-		z->tail_pos = (z->tail_pos + n) % TAIL_SIZE;
-	}
-	z->total += n;
-}
-
 static bool
 pass_on(ZipSink *z, const char *buf, size_t n)
 {
-	remember_tail(z, buf, n);
+	z->total += n;
 	return z->inner->write(z->inner, buf, n);
 }
 
@@ -118,7 +99,6 @@ zip_sink_wrap(DbsyncStream *inner, const char *what)
 
 	z->inner = inner;
 	z->what = pstrdup(what);
-	z->tail = palloc(TAIL_SIZE);
 	z->base.write = zip_write;
 	z->base.throw_error = zip_throw;
 	return &z->base;
@@ -167,9 +147,7 @@ zip_sink_check_end(DbsyncStream *base)
 				 errmsg("%s is not a ZIP file", z->what),
 				 z->kept_len > 0 ? errdetail("It starts with \"%s\".", pnstrdup(z->kept, Min(z->kept_len, 60)))
 				 : errdetail("It is empty.")));
-	/* Unroll the ring: the last `have` bytes in order. */
-	for (size_t i = 0; i < have; i++)
-		last[i] = z->tail[(z->tail_pos + TAIL_SIZE - have + i) % TAIL_SIZE];
+	stream_read_back(z->inner, (int64) (z->total - have), last, have);
 	/* The end record, its comment running exactly to the end. */
 	for (size_t at = have >= EOCD_SIZE ? have - EOCD_SIZE + 1 : 0; at-- > 0 && !found;)
 	{
