@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -28,8 +27,8 @@ from urllib.parse import quote, urlencode
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import octoplant  # noqa: E402  (CRC helpers, constants)
+from simproc import Reply, SimProcess  # noqa: E402
 
-SCRIPT = os.path.join(HERE, "dbsync_sim.py")
 MiB = 1 << 20
 PASSWORD = "oct-pw"
 GRANT = {"grant_type": "password", "username": "versiondog",
@@ -44,60 +43,14 @@ KINDS = ["projectTree", "jobList", "jobResults", "unequalJobResults",
          "componentsWithStdLibAssignments", "assetState", "usageInformation"]
 
 
-class OctoplantSim:
+class OctoplantSim(SimProcess):
     """A simulator subprocess (stdout and stderr kept)."""
 
-    def __init__(self, *extra):
-        self.dir = tempfile.TemporaryDirectory(prefix="dbsync-octoplant-test-")
-        self.port_file = os.path.join(self.dir.name, "port")
-        self.out_path = os.path.join(self.dir.name, "out")
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, SCRIPT, "--port", "0", "--port-file",
-                 self.port_file, "--odoo-dir", os.path.join(self.dir.name, "odoo"),
-                 "--password", PASSWORD, *extra],
-                stdout=out, stderr=subprocess.STDOUT)
-        started = time.monotonic()
-        while not os.path.exists(self.port_file):
-            if time.monotonic() - started > 5 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("simulator did not start")
-            time.sleep(0.01)
-        with open(self.port_file) as f:
-            self.port = int(f.read())
+    prefix = "dbsync-octoplant-test-"
 
-    def output(self):
-        with open(self.out_path, "rb") as f:
-            return f.read()
-
-    def rss_mb(self, field="VmRSS"):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        return None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-class Reply:
-    def __init__(self, resp, body):
-        self.status = resp.status
-        self.resp = resp
-        self.body = body
-
-    def header(self, name):
-        return self.resp.getheader(name)
-
-    def json(self):
-        return json.loads(self.body)
+    def arguments(self):
+        return ["--odoo-dir", os.path.join(self.dir.name, "odoo"),
+                "--password", PASSWORD]
 
 
 class OctoplantTestBase(unittest.TestCase):
@@ -639,7 +592,7 @@ class OctoplantApiTest(OctoplantTestBase):
         self.control("POST", f"config?zip_size={size}")
         name = self.order()["name"]
         self.until_done(name)
-        before = self.sim.rss_mb()
+        before = self.sim.status_mb("VmRSS")
         conn = self.connect(timeout=120)
         try:
             conn.request("GET", f"/v1/order/{name}/download",
@@ -669,7 +622,7 @@ class OctoplantApiTest(OctoplantTestBase):
             conn.close()
         self.assertEqual(got, size)
         self.assertEqual(crc, stored_crc)
-        self.assertLess(self.sim.rss_mb() - before, 30)
+        self.assertLess(self.sim.status_mb("VmRSS") - before, 30)
 
     # -- faults, reset, stats, concurrency --
 

@@ -10,10 +10,8 @@ import hashlib
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +21,9 @@ from urllib.parse import urlencode, urlsplit
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import odoo  # noqa: E402  (helpers: the sparse pattern, sizes, header)
+from simproc import Reply, SimProcess  # noqa: E402
 from test_sim import make_certs  # noqa: E402
 
-SCRIPT = os.path.join(HERE, "dbsync_sim.py")
 MiB = 1 << 20
 # The keys of the documented status reply, in the documented order.
 SEED_KEYS = ["id", "key", "email", "target", "aim", "filename", "timezone",
@@ -96,64 +94,21 @@ def generated(total, chunk=MiB, seed=1):
     return blocks, digest.hexdigest()
 
 
-class OdooSim:
+class OdooSim(SimProcess):
     """A simulator subprocess (stdout and stderr kept) with its upload dir."""
 
-    def __init__(self, *extra):
-        self.dir = tempfile.TemporaryDirectory(prefix="dbsync-odoo-test-")
-        self.odoo_dir = os.path.join(self.dir.name, "uploads")
-        self.port_file = os.path.join(self.dir.name, "port")
-        self.out_path = os.path.join(self.dir.name, "out")
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, SCRIPT, "--port", "0", "--port-file",
-                 self.port_file, "--odoo-dir", self.odoo_dir, *extra],
-                stdout=out, stderr=subprocess.STDOUT)
-        started = time.monotonic()
-        while not os.path.exists(self.port_file):
-            if time.monotonic() - started > 5 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("simulator did not start")
-            time.sleep(0.01)
-        with open(self.port_file) as f:
-            self.port = int(f.read())
+    prefix = "dbsync-odoo-test-"
+
+    @property
+    def odoo_dir(self):
+        return os.path.join(self.dir.name, "uploads")
+
+    def arguments(self):
+        return ["--odoo-dir", self.odoo_dir]
 
     def upload_dir(self):
         (name,) = os.listdir(self.odoo_dir)  # the module's own mkdtemp
         return os.path.join(self.odoo_dir, name)
-
-    def output(self):
-        with open(self.out_path, "rb") as f:
-            return f.read()
-
-    def peak_rss_mb(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-class Reply:
-    def __init__(self, resp, body):
-        self.status = resp.status
-        self.resp = resp
-        self.body = body
-
-    def header(self, name):
-        return self.resp.getheader(name)
-
-    def json(self):
-        return json.loads(self.body)
 
 
 class OdooTestBase(unittest.TestCase):
@@ -618,7 +573,7 @@ class OdooApiTest(OdooTestBase):
         finally:
             conn.close()
         self.assertEqual((n, digest.hexdigest()), (total, sha))
-        peak = self.sim.peak_rss_mb()
+        peak = self.sim.status_mb("VmHWM")
         self.assertLess(peak, 120, f"peak RSS {peak:.0f} MB")
         print(f"\n  200 MB: upload {total / up_seconds / 1e6:.0f} MB/s, download "
               f"{total / down_seconds / 1e6:.0f} MB/s (http.client), sim peak RSS "
@@ -800,7 +755,7 @@ class OdooApiTest(OdooTestBase):
         self.assertEqual(n, 1 << 30)
         self.assertEqual(last[-MiB:], block)
         self.assertEqual(len(os.listdir(self.sim.upload_dir())), 3)  # the 3 tiny uploads
-        self.assertLess(self.sim.peak_rss_mb(), 120)
+        self.assertLess(self.sim.status_mb("VmHWM"), 120)
 
     def test_download_paths(self):
         s = self.done_request()

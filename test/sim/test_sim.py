@@ -27,6 +27,7 @@ from urllib.parse import quote
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import flexi  # noqa: E402  (in-process tests of the fast paths)
+from simproc import Reply  # noqa: E402
 SCRIPT = os.path.join(HERE, "dbsync_sim.py")
 MAKE_CERTS = os.path.join(HERE, "make_certs.sh")
 FIXTURE = os.path.join(HERE, "..", "fixtures", "flexi-changes-real.json")
@@ -75,19 +76,6 @@ class SimProcess:
 
     def cleanup(self):
         self.dir.cleanup()
-
-
-class Reply:
-    def __init__(self, resp, body):
-        self.status = resp.status
-        self.headers = resp
-        self.body = body
-
-    def header(self, name):
-        return self.headers.getheader(name)
-
-    def json(self):
-        return json.loads(self.body)
 
 
 def fixture_changes():
