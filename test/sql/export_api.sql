@@ -135,6 +135,15 @@ SELECT state FROM dbsync_export_status(:'expiring');
 \echo :LAST_ERROR_SQLSTATE
 \! curl -s "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("grants", s["grants"], "unauthenticated", s["unauthenticated"])'
 
+-- A token is renewed a tenth of its life before it runs out, without waiting to be refused.
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/config?token_ttl=2"
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/expire_tokens"
+SELECT state FROM dbsync_export_status(:'expiring');
+SELECT pg_sleep(2);
+SELECT state FROM dbsync_export_status(:'expiring');
+\! curl -s "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("grants", s["grants"], "unauthenticated", s["unauthenticated"])'
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/config?token_ttl=3600"
+
 -- HTTP errors in the gateway's shape, broken replies, and a download that is not a ZIP.
 \! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/fault?path=/v1/order/*&mode=status&status=503&count=1"
 SELECT state FROM dbsync_export_status(:'expiring');
