@@ -109,9 +109,11 @@ faulted request does nothing else (no token, no order, no poll, no stats).
 
 Control endpoints of this module (no auth, no faults):
   GET|POST /_sim/octoplant/config[?token_ttl=S][&pending=N][&running=M]
-           [&seconds=T][&zip_size=BYTES]
+           [&seconds=T][&zip_size=BYTES][&cut_tail=N]
        {"token_ttl": 3600, "pending": 1, "running": 1, "seconds": 0,
-        "zip_size": 0} (after the changes; both methods set).  token_ttl,
+        "zip_size": 0, "cut_tail": 0} (after the changes; both methods set).
+       cut_tail: whole (200) downloads leave out the archive's last N bytes,
+       with a Content-Length to match (a ZIP without its end record).  token_ttl,
        pending, running: integers >= 0 (token_ttl applies to tokens issued
        afterwards); seconds: a number >= 0 (0 = poll mode); zip_size: bytes,
        with an optional K, M or G suffix (1024-based), at most 4294967295
@@ -176,7 +178,7 @@ CLIENT_ID = "public-api"
 DEFAULT_CLIENT_SECRET = "ff99971a-f8c3-4d21-5345-f7cb021b4b54"
 DEFAULT_USER = "versiondog"
 DEFAULT_CONFIG = {"token_ttl": 3600, "pending": 1, "running": 1,
-                  "seconds": 0, "zip_size": 0}
+                  "seconds": 0, "zip_size": 0, "cut_tail": 0}
 PENDING_SHARE = 0.2         # time mode: pending for this part of `seconds`
 FAIL_CODE = 13
 CANCEL_ERROR = (1, "export cancelled")
@@ -786,8 +788,10 @@ class OctoplantModule:
             order.downloads += 1
             self._stats["downloads"] += 1
         if wanted is None:
+            # cut_tail: a whole HTTP reply of a ZIP without its last bytes.
+            cut = min(self._config["cut_tail"], total)
             return Response(200, b"", "application/zip", headers,
-                            stream=ZipBody(plan))
+                            stream=ZipBody(plan, 0, total - cut))
         start, length = wanted
         headers.append(("Content-Range",
                         f"bytes {start}-{start + length - 1}/{total}"))
@@ -798,7 +802,7 @@ class OctoplantModule:
 
     def control_config(self, req):
         changes = {}
-        for name in ("token_ttl", "pending", "running"):
+        for name in ("token_ttl", "pending", "running", "cut_tail"):
             text = req.param(name)
             if text is not None:
                 if not text.isdigit():

@@ -81,3 +81,21 @@ class Reply:
 
     def json(self):
         return json.loads(self.body)
+
+
+class HttpCalls:
+    """Mixin of the test bases: call() over self.connect() (a new
+    connection per call unless one is given), the reply read whole."""
+
+    def call(self, method, path, body=None, headers=None, conn=None):
+        own = conn is None
+        conn = conn or self.connect()
+        if method in ("POST", "PUT") and body is None:
+            body = b""
+        try:
+            conn.request(method, path, body, dict(headers or {}))
+            resp = conn.getresponse()
+            return Reply(resp, resp.read())
+        finally:
+            if own:
+                conn.close()

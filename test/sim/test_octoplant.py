@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import octoplant  # noqa: E402  (CRC helpers, constants)
-from simproc import Reply, SimProcess  # noqa: E402
+from simproc import HttpCalls, SimProcess  # noqa: E402
 
 MiB = 1 << 20
 PASSWORD = "oct-pw"
@@ -53,23 +53,10 @@ class OctoplantSim(SimProcess):
                 "--password", PASSWORD]
 
 
-class OctoplantTestBase(unittest.TestCase):
+class OctoplantTestBase(HttpCalls, unittest.TestCase):
     def connect(self, timeout=30):
         return http.client.HTTPConnection("127.0.0.1", self.sim.port,
                                           timeout=timeout)
-
-    def call(self, method, path, body=None, headers=None, conn=None):
-        own = conn is None
-        conn = conn or self.connect()
-        if method in ("POST", "PUT") and body is None:
-            body = b""
-        try:
-            conn.request(method, path, body, dict(headers or {}))
-            resp = conn.getresponse()
-            return Reply(resp, resp.read())
-        finally:
-            if own:
-                conn.close()
 
     def grant(self, changes=None, status=200, **fields):
         form = dict(GRANT, **fields)
@@ -333,7 +320,7 @@ class OctoplantApiTest(OctoplantTestBase):
     def test_poll_counts(self):
         self.assertEqual(self.control("POST", "config?pending=0&running=0"), {
             "token_ttl": 3600, "pending": 0, "running": 0, "seconds": 0,
-            "zip_size": 0})
+            "zip_size": 0, "cut_tail": 0})
         name = self.order()["name"]
         self.assertEqual(self.state(name), "STATE_SUCCEEDED")
         self.control("POST", "config?pending=2&running=3")
@@ -524,6 +511,20 @@ class OctoplantApiTest(OctoplantTestBase):
         self.assertEqual(self.sim_order(name)["downloads"], 2)
         self.assertEqual(self.control("GET", "stats")["downloads"], 2)
 
+    def test_cut_tail(self):
+        name = self.order("jobList")["name"]
+        self.until_done(name)
+        whole = self.download(name).body
+        self.control("POST", "config?cut_tail=22")
+        cut = self.download(name)
+        self.assertEqual(cut.status, 200)
+        self.assertEqual(int(cut.header("Content-Length")), len(whole) - 22)
+        self.assertEqual(cut.body, whole[:-22])
+        with self.assertRaises(zipfile.BadZipFile):
+            zipfile.ZipFile(io.BytesIO(cut.body))
+        self.control("POST", "config?cut_tail=0")
+        self.assertEqual(self.download(name).body, whole)
+
     def test_zip_sizes(self):
         name = self.order("jobList")["name"]
         self.until_done(name)
@@ -681,7 +682,7 @@ class OctoplantApiTest(OctoplantTestBase):
         self.assertEqual(self.control("GET", "orders"), [])
         self.assertEqual(self.control("GET", "config"), {
             "token_ttl": 3600, "pending": 1, "running": 1, "seconds": 0,
-            "zip_size": 0})
+            "zip_size": 0, "cut_tail": 0})
         self.assertEqual(set(self.control("GET", "stats").values()), {0})
         reply = self.api("GET", f"/v1/order/{name}", token=token, status=401)
         self.assertEqual(self.error(reply, 16), "invalid token")

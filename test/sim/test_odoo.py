@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import odoo  # noqa: E402  (helpers: the sparse pattern, sizes, header)
-from simproc import Reply, SimProcess  # noqa: E402
+from simproc import HttpCalls, Reply, SimProcess  # noqa: E402
 from test_sim import make_certs  # noqa: E402
 
 MiB = 1 << 20
@@ -111,24 +111,11 @@ class OdooSim(SimProcess):
         return os.path.join(self.odoo_dir, name)
 
 
-class OdooTestBase(unittest.TestCase):
+class OdooTestBase(HttpCalls, unittest.TestCase):
     scheme = "http"
 
     def connect(self, timeout=30):
         return http.client.HTTPConnection("127.0.0.1", self.sim.port, timeout=timeout)
-
-    def call(self, method, path, body=None, headers=None, conn=None):
-        own = conn is None
-        conn = conn or self.connect()
-        if method in ("POST", "PUT") and body is None:
-            body = b""
-        try:
-            conn.request(method, path, body, dict(headers or {}))
-            resp = conn.getresponse()
-            return Reply(resp, resp.read())
-        finally:
-            if own:
-                conn.close()
 
     def api(self, name, params=None, via="form", status=200, conn=None):
         """One /database/v1/<name> call; its JSON reply (checked: status, shape)."""

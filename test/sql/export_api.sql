@@ -163,6 +163,15 @@ SELECT pg_stat_file(:'work' || '.malformed.zip', true) IS NULL AS no_file;
 \! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/fault?path=/v1/order/*&mode=status&status=404&count=1"
 SELECT * FROM dbsync_export_download(:'order_name', :'work' || '.missing.zip');
 \echo :LAST_ERROR_SQLSTATE
+-- A whole reply of a ZIP without its end record: refused, nothing kept.
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/config?cut_tail=22"
+SELECT * FROM dbsync_export_download(:'order_name', :'work' || '.cut.zip');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM dbsync_export_download(:'order_name');
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_stat_file(:'work' || '.cut.zip', true) IS NULL AS no_file,
+       pg_stat_file(:'work' || '.cut.zip.partial', true) IS NULL AS no_partial;
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/octoplant/config?cut_tail=0"
 SELECT count(*) AS downloads_recorded FROM dbsync.export_order WHERE downloaded_at IS NOT NULL;
 
 -- Every state change was logged, each order on its own.
