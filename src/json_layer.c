@@ -67,12 +67,23 @@ dbsync_json_parse(const char *text, size_t len, const char *what)
 	json_t	   *root = load(text, len, &err);
 
 	if (root == NULL)
+	{
+		/*
+		 * jansson quotes the text where it stopped ("... near '<text>'"): that
+		 * can be a piece of a token or a key the reply carried, so only its
+		 * words and the position are shown.
+		 */
+		char	   *quoted = strstr(err.text, " near '");
+
+		if (quoted != NULL)
+			*quoted = '\0';
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_JSON_TEXT),
 				 errmsg("%s is not valid JSON", what),
 				 len == 0 ? errdetail("The body is empty.")
 				 : errdetail("%s at line %d, column %d (byte %d of %zu).",
 							 err.text, err.line, err.column, err.position, len)));
+	}
 	return root;
 }
 

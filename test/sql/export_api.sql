@@ -45,6 +45,11 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER plant_nouser;
 SELECT * FROM dbsync_export_order('plant_nouser', '{"projectTree": {}}');
 \echo :LAST_ERROR_SQLSTATE
 
+-- A token reply cut short: an error that quotes nothing of it (it carries the token).
+\! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/fault?path=/v1/oauth2/token&mode=truncated-json&count=1"
+SELECT * FROM dbsync_export_order('octo', '{"projectTree": {}}');
+\echo :LAST_ERROR_SQLSTATE
+
 -- An order, step by step: PENDING, PENDING, RUNNING, SUCCEEDED (the simulator's defaults).
 SELECT name AS order_name, state, done FROM dbsync_export_order('octo', '{"projectTree": {}, "jobList": {}}') \gset
 SELECT :'order_name' ~ '^[0-9a-f-]{36}$' AS named, :'state' AS state, :'done' AS done;
