@@ -18,28 +18,14 @@
 #include "transfer.h"
 #include "worker.h"
 
-typedef struct ZipOrder
-{
-	const DbsyncServer *srv;
-	const char *name;
-} ZipOrder;
-
-static void
-fetch_zip(void *arg, DbsyncStream *sink)
-{
-	ZipOrder   *order = arg;
-
-	octoplant_download(order->srv, order->name, sink);
-}
-
 /* Streams the ZIP (no transaction open), then records it. */
 static void
 download_zip(TxnScope *tx, const DbsyncServer *srv, const char *name, const char *path)
 {
 	static SPIPlanPtr plan;
-	ZipOrder	order = {srv, name};
+	OctoplantZip order = {srv, name};
 	char		sha256[65];
-	int64		bytes = transfer_to_file_outside_txn(path, fetch_zip, &order, sha256);
+	int64		bytes = transfer_to_file_outside_txn(path, octoplant_fetch_zip, &order, sha256);
 	Datum		values[4];
 
 	txn_begin(tx);

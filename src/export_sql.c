@@ -5,24 +5,11 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
 
 #include "octoplant.h"
+#include "sql_args.h"
 #include "stream_io.h"
 #include "transfer.h"
-
-static char *
-text_arg(FunctionCallInfo fcinfo, int n)
-{
-	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
-
-static Datum
-jsonb_from(const char *json)
-{
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-}
 
 PG_FUNCTION_INFO_V1(dbsync_octoplant_order);
 
@@ -30,11 +17,11 @@ PG_FUNCTION_INFO_V1(dbsync_octoplant_order);
 Datum
 dbsync_octoplant_order(PG_FUNCTION_ARGS)
 {
-	DbsyncServer *srv = dbsync_server_get(text_arg(fcinfo, 0), "octoplant");
+	DbsyncServer *srv = dbsync_server_get(dbsync_text_arg(fcinfo, 0), "octoplant");
 	Jsonb	   *contents = PG_GETARG_JSONB_P(1);
 	char	   *body = psprintf("{\"exportContents\": %s}", JsonbToCString(NULL, &contents->root, VARSIZE(contents)));
 
-	PG_RETURN_DATUM(jsonb_from(octoplant_call(srv, "POST", "/v1/order", body)));
+	PG_RETURN_DATUM(dbsync_jsonb_datum(octoplant_call(srv, "POST", "/v1/order", body)));
 }
 
 PG_FUNCTION_INFO_V1(dbsync_octoplant_get);
@@ -43,9 +30,9 @@ PG_FUNCTION_INFO_V1(dbsync_octoplant_get);
 Datum
 dbsync_octoplant_get(PG_FUNCTION_ARGS)
 {
-	DbsyncServer *srv = dbsync_server_get(text_arg(fcinfo, 0), "octoplant");
+	DbsyncServer *srv = dbsync_server_get(dbsync_text_arg(fcinfo, 0), "octoplant");
 
-	PG_RETURN_DATUM(jsonb_from(octoplant_call(srv, "GET", octoplant_order_path(text_arg(fcinfo, 1), ""), NULL)));
+	PG_RETURN_DATUM(dbsync_jsonb_datum(octoplant_call(srv, "GET", octoplant_order_path(dbsync_text_arg(fcinfo, 1), ""), NULL)));
 }
 
 PG_FUNCTION_INFO_V1(dbsync_octoplant_cancel);
@@ -53,24 +40,10 @@ PG_FUNCTION_INFO_V1(dbsync_octoplant_cancel);
 Datum
 dbsync_octoplant_cancel(PG_FUNCTION_ARGS)
 {
-	DbsyncServer *srv = dbsync_server_get(text_arg(fcinfo, 0), "octoplant");
+	DbsyncServer *srv = dbsync_server_get(dbsync_text_arg(fcinfo, 0), "octoplant");
 
-	(void) octoplant_call(srv, "POST", octoplant_order_path(text_arg(fcinfo, 1), "/cancel"), "{}");
+	(void) octoplant_call(srv, "POST", octoplant_order_path(dbsync_text_arg(fcinfo, 1), "/cancel"), "{}");
 	PG_RETURN_VOID();
-}
-
-typedef struct ZipOrder
-{
-	const DbsyncServer *srv;
-	const char *name;
-} ZipOrder;
-
-static void
-fetch_zip(void *arg, DbsyncStream *sink)
-{
-	ZipOrder   *order = arg;
-
-	octoplant_download(order->srv, order->name, sink);
 }
 
 PG_FUNCTION_INFO_V1(dbsync_octoplant_download);
@@ -79,18 +52,18 @@ PG_FUNCTION_INFO_V1(dbsync_octoplant_download);
 Datum
 dbsync_octoplant_download(PG_FUNCTION_ARGS)
 {
-	ZipOrder	order;
-	char	   *path = text_arg(fcinfo, 2);
+	OctoplantZip order;
+	char	   *path = dbsync_text_arg(fcinfo, 2);
 	DbsyncStream *sink;
 	char		sha256[65];
 	int64		bytes;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("server and order name must not be null")));
-	order.srv = dbsync_server_get(text_arg(fcinfo, 0), "octoplant");
-	order.name = text_arg(fcinfo, 1);
+	order.srv = dbsync_server_get(dbsync_text_arg(fcinfo, 0), "octoplant");
+	order.name = dbsync_text_arg(fcinfo, 1);
 	sink = path ? stream_file_sink(path) : stream_lo_sink();
-	bytes = transfer_run(sink, fetch_zip, &order, sha256);
+	bytes = transfer_run(sink, octoplant_fetch_zip, &order, sha256);
 	PG_RETURN_DATUM(transfer_result(fcinfo, bytes, sha256, path ? InvalidOid : stream_lo_oid(sink)));
 }
 

@@ -32,6 +32,14 @@ extern char *octoplant_call(const DbsyncServer *srv, const char *method, const c
 /* Streams an order's ZIP into sink (checked to be a ZIP on its way). */
 extern void octoplant_download(const DbsyncServer *srv, const char *name, DbsyncStream *sink);
 
+/* The same as a transfer.h TransferFn, its arg an OctoplantZip. */
+typedef struct OctoplantZip
+{
+	const DbsyncServer *srv;
+	const char *name;
+} OctoplantZip;
+extern void octoplant_fetch_zip(void *arg, DbsyncStream *sink);
+
 /* The path /v1/order/<name>[suffix] with the name URL-encoded. */
 extern char *octoplant_order_path(const char *name, const char *suffix);
 

@@ -202,3 +202,11 @@ octoplant_download(const DbsyncServer *srv, const char *name, DbsyncStream *sink
 	}
 	zip_sink_check_end(zip);
 }
+
+void
+octoplant_fetch_zip(void *arg, DbsyncStream *sink)
+{
+	OctoplantZip *zip = arg;
+
+	octoplant_download(zip->srv, zip->name, sink);
+}

@@ -22,4 +22,13 @@ extern char *odoo_call(const DbsyncServer *srv, const char *method, List *fields
 extern void odoo_download(const DbsyncServer *srv, const char *url, const char *shown,
 						  DbsyncStream *sink);
 
+/* The same as a transfer.h TransferFn, its arg an OdooDump. */
+typedef struct OdooDump
+{
+	const DbsyncServer *srv;
+	const char *url;
+	const char *shown;
+} OdooDump;
+extern void odoo_fetch_dump(void *arg, DbsyncStream *sink);
+
 #endif

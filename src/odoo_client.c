@@ -178,3 +178,11 @@ odoo_download(const DbsyncServer *srv, const char *url, const char *shown, Dbsyn
 		dbsync_http_status_error(&req, resp.status, NULL,
 								 resp.status == 404 ? "The upgraded dump is there only once the request is done: check dbsync_upgrade_status." : NULL);
 }
+
+void
+odoo_fetch_dump(void *arg, DbsyncStream *sink)
+{
+	OdooDump   *dump = arg;
+
+	odoo_download(dump->srv, dump->url, dump->shown, sink);
+}

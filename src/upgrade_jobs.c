@@ -17,29 +17,14 @@
 #include "transfer.h"
 #include "worker.h"
 
-typedef struct DumpLink
-{
-	const DbsyncServer *srv;
-	const char *url;
-	int64		request_id;
-} DumpLink;
-
-static void
-fetch_dump(void *arg, DbsyncStream *sink)
-{
-	DumpLink   *link = arg;
-
-	odoo_download(link->srv, link->url, psprintf("the upgraded dump of request " INT64_FORMAT, link->request_id), sink);
-}
-
 /* Streams the dump (no transaction open), then records it. */
 static void
 download_when_done(TxnScope *tx, const DbsyncServer *srv, int64 request_id, const char *url, const char *path)
 {
 	static SPIPlanPtr plan;
-	DumpLink	link = {srv, url, request_id};
+	OdooDump	dump = {srv, url, psprintf("the upgraded dump of request " INT64_FORMAT, request_id)};
 	char		sha256[65];
-	int64		bytes = transfer_to_file_outside_txn(path, fetch_dump, &link, sha256);
+	int64		bytes = transfer_to_file_outside_txn(path, odoo_fetch_dump, &dump, sha256);
 	Datum		values[4];
 
 	txn_begin(tx);
