@@ -31,7 +31,13 @@ OBJS = \
 	src/octoplant_token.o \
 	src/octoplant_client.o \
 	src/export_sql.o \
-	src/export_jobs.o
+	src/export_jobs.o \
+	src/ilog_image.o \
+	src/ilog_layout.o \
+	src/ilog_horizon.o \
+	src/ilog_store.o \
+	src/ilog_trigger.o \
+	src/ilog_decode.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"

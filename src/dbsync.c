@@ -9,6 +9,7 @@
 #include "utils/memutils.h"
 
 #include "dbsync.h"
+#include "ilog.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -110,6 +111,9 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dbsync");
+
+	/* The iLog's horizon follows every transaction's end. */
+	ilog_xact_callbacks_init();
 
 	/* The worker needs shared memory and a launcher: only when preloaded. */
 	if (process_shared_preload_libraries_in_progress)

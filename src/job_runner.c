@@ -67,6 +67,20 @@ run_changes_pull(TxnScope *tx, const DbsyncJob *job)
 	txn_commit(tx);
 }
 
+/* The iLog's upkeep: partitions ahead, entries past their tables' max days purged. */
+static void
+run_ilog_maintain(TxnScope *tx, const DbsyncJob *job)
+{
+	char	   *result;
+
+	txn_begin(tx);
+	if (SPI_execute("SELECT dbsync.ilog_maintain()::text", false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "dbsync: dbsync.ilog_maintain() failed");
+	result = MemoryContextStrdup(tx->work_cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	jobs_finish_ok(job, 0, result);
+	txn_commit(tx);
+}
+
 /* Records a failed job; if even that fails (extension dropped), the runner stops. */
 static void
 record_failure(TxnScope *tx, const DbsyncJob *job, const char *message)
@@ -121,6 +135,8 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 			finish_recurring(&tx, job, run_upgrade_poll);
 		else if (strcmp(job->kind, "export_poll") == 0)
 			finish_recurring(&tx, job, run_export_poll);
+		else if (strcmp(job->kind, "ilog_maintain") == 0)
+			run_ilog_maintain(&tx, job);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

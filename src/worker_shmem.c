@@ -9,6 +9,7 @@
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 
+#include "ilog.h"
 #include "worker.h"
 
 static DbsyncShared *shared = NULL;
@@ -21,6 +22,7 @@ shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(DbsyncShared)));
+	RequestAddinShmemSpace(MAXALIGN(ilog_horizon_shmem_size()));
 }
 
 static void
@@ -37,6 +39,7 @@ shmem_startup(void)
 		memset(shared, 0, sizeof(DbsyncShared));
 		SpinLockInit(&shared->mutex);
 	}
+	ilog_horizon_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
