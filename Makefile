@@ -48,13 +48,17 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread
 
-REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api upgrade
+REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
+
+# Isolation specs live in test/specs/, their expected output in expected/.
+ISOLATION = ilog_read_order
+ISOLATION_OPTS = --inputdir=test --outputdir=. --temp-instance=tmp_check_iso --temp-config=test/dbsync.conf
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
-EXTRA_CLEAN = tmp_check_regress results regression.diffs regression.out
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso results output_iso regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

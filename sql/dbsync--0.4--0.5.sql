@@ -49,14 +49,16 @@ CREATE TABLE dbsync.ilog (
     new       bytea              -- INSERT: the row; UPDATE: new values of changed columns
 ) PARTITION BY RANGE (day);
 CREATE INDEX ilog_version_idx ON dbsync.ilog (version);
-CREATE INDEX ilog_key_idx ON dbsync.ilog (tbl, key_hash);
+-- No index on (tbl, key_hash) by default: it would cost writers more than all the rest of the trigger
+-- (random inserts). dbsync_record_history scans for the hash; a DBA who reads histories often may add
+-- CREATE INDEX ON dbsync.ilog (tbl, key_hash), which the trigger then keeps up to date.
 CREATE TABLE dbsync.ilog_default PARTITION OF dbsync.ilog DEFAULT;
 
 -- Who, when and from where: once per transaction.
 CREATE TABLE dbsync.ilog_xact (
     xid         bigint NOT NULL,
     day         date NOT NULL,
-    username    name NOT NULL,
+    username    text NOT NULL,
     application text,
     client_addr inet,
     client_port integer,

@@ -94,6 +94,7 @@ extern void ilog_xact_callbacks_init(void);
 extern Oid	ilog_namespace(void);
 extern Oid	ilog_relation(const char *name);	/* InvalidOid when missing */
 extern void ilog_store_row(Oid relid, int natts, Datum *values, bool *nulls);
+extern void ilog_store_xact_end(void);
 
 /* ilog_trigger.c: per-transaction state */
 extern void ilog_trigger_xact_end(void);

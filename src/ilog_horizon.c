@@ -149,12 +149,14 @@ xact_callback(XactEvent event, void *arg)
 			/* runs after the commit became visible: now readers may pass it */
 			horizon_clear();
 			ilog_trigger_xact_end();
+			ilog_store_xact_end();
 			ilog_layout_xact_end(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			horizon_clear();
 			ilog_trigger_xact_end();
+			ilog_store_xact_end();
 			ilog_layout_xact_end(false);
 			break;
 		default:

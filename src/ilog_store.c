@@ -17,6 +17,7 @@
 #include "catalog/namespace.h"
 #include "nodes/execnodes.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 #include "ilog.h"
@@ -40,13 +41,77 @@ ilog_relation(const char *name)
 	return get_relname_relid(name, ilog_namespace());
 }
 
+/*
+ * The indexes of a log table, read once per transaction: none can be added
+ * while the transaction holds its RowExclusiveLock on the table.
+ */
+typedef struct StoreTarget
+{
+	Oid			relid;
+	int			nindexes;
+	Oid		   *indexes;
+	IndexInfo **infos;
+} StoreTarget;
+
+#define MAX_TARGETS 4
+static StoreTarget *targets = NULL;	/* in TopTransactionContext */
+static int	ntargets = 0;
+
+void
+ilog_store_xact_end(void)
+{
+	targets = NULL;
+	ntargets = 0;
+}
+
+static StoreTarget *
+store_target(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	StoreTarget *t;
+	List	   *list;
+	ListCell   *lc;
+	MemoryContext old;
+
+	for (int i = 0; i < ntargets; i++)
+		if (targets[i].relid == relid)
+			return &targets[i];
+	if (targets == NULL)
+		targets = MemoryContextAllocZero(TopTransactionContext, sizeof(StoreTarget) * MAX_TARGETS);
+	if (ntargets == MAX_TARGETS)
+		ntargets = 0;			/* a transaction spanning days: start over */
+	t = &targets[ntargets++];
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	t->relid = relid;
+	list = RelationGetIndexList(rel);
+	t->nindexes = list_length(list);
+	t->indexes = palloc(sizeof(Oid) * Max(t->nindexes, 1));
+	t->infos = palloc(sizeof(IndexInfo *) * Max(t->nindexes, 1));
+	foreach(lc, list)
+	{
+		int			i = foreach_current_index(lc);
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		t->indexes[i] = lfirst_oid(lc);
+		t->infos[i] = BuildIndexInfo(index);
+		if (t->infos[i]->ii_Expressions != NIL || t->infos[i]->ii_Predicate != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("dbsync: index \"%s\" on the iLog has expressions or a predicate",
+							RelationGetRelationName(index)),
+					 errhint("The iLog keeps plain-column indexes only; drop that index.")));
+		index_close(index, NoLock);
+	}
+	MemoryContextSwitchTo(old);
+	return t;
+}
+
 void
 ilog_store_row(Oid relid, int natts, Datum *values, bool *nulls)
 {
 	Relation	rel = table_open(relid, RowExclusiveLock);
 	HeapTuple	tup;
-	List	   *indexes;
-	ListCell   *lc;
+	StoreTarget *target;
 
 	if (RelationGetDescr(rel)->natts != natts)
 		ereport(ERROR,
@@ -55,20 +120,14 @@ ilog_store_row(Oid relid, int natts, Datum *values, bool *nulls)
 	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
 
-	indexes = RelationGetIndexList(rel);
-	foreach(lc, indexes)
+	target = store_target(rel);
+	for (int i = 0; i < target->nindexes; i++)
 	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info = BuildIndexInfo(index);
+		Relation	index = index_open(target->indexes[i], RowExclusiveLock);
+		IndexInfo  *info = target->infos[i];
 		Datum		ivalues[INDEX_MAX_KEYS];
 		bool		inulls[INDEX_MAX_KEYS];
 
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("dbsync: index \"%s\" on the iLog has expressions or a predicate",
-							RelationGetRelationName(index)),
-					 errhint("The iLog keeps plain-column indexes only; drop that index.")));
 		for (int k = 0; k < info->ii_NumIndexAttrs; k++)
 		{
 			AttrNumber	attnum = info->ii_IndexAttrNumbers[k];
@@ -79,7 +138,6 @@ ilog_store_row(Oid relid, int natts, Datum *values, bool *nulls)
 		index_insert(index, ivalues, inulls, &tup->t_self, rel, UNIQUE_CHECK_NO, false, info);
 		index_close(index, NoLock);
 	}
-	list_free(indexes);
 	heap_freetuple(tup);
 	table_close(rel, NoLock);
 }

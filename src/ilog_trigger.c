@@ -128,12 +128,9 @@ write_xact_row(void)
 	Datum		values[ILOG_XACT_NATTS];
 	bool		nulls[ILOG_XACT_NATTS] = {0};
 	char	   *user = GetUserNameFromId(GetUserId(), true);
-	NameData	username;
-
-	namestrcpy(&username, user ? user : "?");
 	values[0] = Int64GetDatum(tx.xid);
 	values[1] = DateADTGetDatum(tx.day);
-	values[2] = NameGetDatum(&username);
+	values[2] = CStringGetTextDatum(user ? user : "?");
 	values[3] = CStringGetTextDatum(application_name ? application_name : "");
 	values[4] = client_info(inet_client_addr, &nulls[4]);
 	values[5] = client_info(inet_client_port, &nulls[5]);
