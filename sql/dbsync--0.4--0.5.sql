@@ -507,6 +507,7 @@ ALTER TABLE dbsync.job ADD CONSTRAINT job_kind_check
     CHECK (kind IN ('changes_pull', 'upgrade_poll', 'export_poll', 'ilog_maintain'));
 
 REVOKE ALL ON FUNCTION dbsync.ilog_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.ilog_caller() FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_decode(integer, "char", bytea, bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_key_probe(oid, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_partition_create(date) FROM PUBLIC;
