@@ -169,7 +169,7 @@ BEGIN
                 made := made + 1;
             END IF;
         EXCEPTION
-            WHEN lock_not_available OR duplicate_table THEN
+            WHEN lock_not_available OR duplicate_table OR check_violation THEN
                 RAISE NOTICE 'dbsync: the iLog partition of % was not created now; it will be later', today + i;
         END;
     END LOOP;
