@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "ilog.h"
 
@@ -47,6 +48,8 @@ layout_io(IlogLayout *l)
 
 		if (l->cols[i].dropped)
 			continue;
+		if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(l->types[i])))
+			continue;			/* the type was dropped since: see push_value */
 		getTypeOutputInfo(l->types[i], &func, &isvarlena);
 		fmgr_info_cxt(func, &l->out[i], CurrentMemoryContext);
 	}
@@ -93,6 +96,14 @@ push_value(JsonbParseState **st, IlogLayout *l, int i, Datum value, bool isnull)
 	if (isnull)
 	{
 		v.type = jbvNull;
+		pushJsonbValue(st, WJB_VALUE, &v);
+		return;
+	}
+	if (!OidIsValid(l->out[i].fn_oid))
+	{
+		v.type = jbvString;
+		v.val.string.val = "(a value of a dropped type)";
+		v.val.string.len = strlen(v.val.string.val);
 		pushJsonbValue(st, WJB_VALUE, &v);
 		return;
 	}
