@@ -52,7 +52,7 @@ REGRESS = fdw_options changes_fetch changes_control http_errors security sync up
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
 
 # Isolation specs live in test/specs/, their expected output in expected/.
-ISOLATION = ilog_read_order
+ISOLATION = ilog_read_order ilog_read_interleaved ilog_read_readonly ilog_concurrent_writers ilog_clear_no_block
 ISOLATION_OPTS = --inputdir=test --outputdir=. --temp-instance=tmp_check_iso --temp-config=test/dbsync.conf
 
 TAP_TESTS = 1
