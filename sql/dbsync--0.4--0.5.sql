@@ -88,7 +88,7 @@ RETURNS SETOF record AS 'MODULE_PATHNAME', 'dbsync_ilog_key_probe' LANGUAGE C ST
 CREATE VIEW dbsync.ilog_entries AS
 SELECT l.version,
        l.tbl::regclass AS tbl,
-       t.table_name,
+       CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) ELSE t.table_name END AS table_name,
        CASE l.op WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' WHEN 'D' THEN 'DELETE' WHEN 'T' THEN 'TRUNCATE' END
            AS operation,
        d.key,
@@ -104,12 +104,14 @@ SELECT l.version,
   FROM dbsync.ilog l
   LEFT JOIN dbsync.ilog_xact x ON x.day = l.day AND x.xid = l.xid
   LEFT JOIN dbsync.ilog_table t ON t.relid = l.tbl
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = l.tbl AND t.dropped_at IS NULL
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  CROSS JOIN LATERAL dbsync.ilog_decode(l.layout, l.op, l.old, l.new) d;
 
 -- Tracked tables and their options.
 CREATE VIEW dbsync.ilog_tables AS
 SELECT t.relid AS tbl,
-       COALESCE(format('%I.%I', n.nspname, c.relname), t.table_name) AS table_name,
+       CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) ELSE t.table_name END AS table_name,
        EXISTS (SELECT FROM pg_catalog.pg_trigger g
                 WHERE g.tgrelid = t.relid AND g.tgname = 'dbsync_ilog' AND g.tgenabled <> 'D') AS tracking,
        t.max_days,
@@ -177,21 +179,21 @@ BEGIN
 END
 $$;
 
--- Internal: a tracked table named by its current name, its name when dropped, or its oid.
-CREATE FUNCTION dbsync.ilog_table_oid(tbl text)
+-- Internal: a tracked table named by its current name (resolved by the caller: "resolved"), its name
+-- when dropped, or its oid.
+CREATE FUNCTION dbsync.ilog_table_oid(tbl text, resolved oid)
 RETURNS oid
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found oid;
 BEGIN
-    SELECT t.relid INTO found FROM dbsync.ilog_table t
-     WHERE t.dropped_at IS NULL AND t.relid = to_regclass(tbl);
+    SELECT t.relid INTO found FROM dbsync.ilog_table t WHERE t.dropped_at IS NULL AND t.relid = resolved;
     IF found IS NULL THEN
         SELECT t.relid INTO found FROM dbsync.ilog_table t
          WHERE t.table_name = tbl OR t.relid::text = tbl
             OR (position('.' in tbl) = 0 AND split_part(t.table_name, '.', 2) = tbl)
-         ORDER BY t.dropped_at DESC NULLS FIRST
+         ORDER BY t.dropped_at DESC NULLS FIRST, t.untracked_at DESC NULLS FIRST
          LIMIT 1;
     END IF;
     IF found IS NULL THEN
@@ -199,6 +201,32 @@ BEGIN
             USING ERRCODE = 'undefined_table', HINT = 'Tables are tracked with dbsync_track().';
     END IF;
     RETURN found;
+END
+$$;
+
+-- Internal: the TRUNCATE trigger of a tracked table; for a partitioned table, on each of its leaf
+-- partitions instead (statement triggers are not cloned to partitions, and a partition can be truncated
+-- on its own). on = false removes them.
+CREATE FUNCTION dbsync.ilog_truncate_triggers(tbl regclass, "on" boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+BEGIN
+    FOR target IN
+        SELECT tbl
+        UNION
+        SELECT p.relid FROM pg_partition_tree(tbl) p JOIN pg_class c ON c.oid = p.relid
+         WHERE p.isleaf AND c.relkind = 'r'
+    LOOP
+        IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = target AND tgname = 'dbsync_ilog_truncate') THEN
+            EXECUTE format('DROP TRIGGER dbsync_ilog_truncate ON %s', target);
+        END IF;
+        CONTINUE WHEN NOT "on" OR (target = tbl AND (SELECT relkind FROM pg_class WHERE oid = tbl) = 'p');
+        EXECUTE format('CREATE TRIGGER dbsync_ilog_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION dbsync.ilog_trigger(%L)', target, tbl::oid::text);
+    END LOOP;
 END
 $$;
 
@@ -278,17 +306,13 @@ BEGIN
     IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'dbsync_ilog') THEN
         EXECUTE format('DROP TRIGGER dbsync_ilog ON %s', tbl);
     END IF;
-    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'dbsync_ilog_truncate') THEN
-        EXECUTE format('DROP TRIGGER dbsync_ilog_truncate ON %s', tbl);
-    END IF;
     args := format('%L, %L', tbl::oid::text, CASE WHEN log_unchanged_updates THEN 'u' ELSE '-' END);
     IF cardinality(attnums) > 0 THEN
         args := args || ', ' || (SELECT string_agg(format('%L', a), ', ') FROM unnest(attnums) a);
     END IF;
     EXECUTE format('CREATE TRIGGER dbsync_ilog AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION dbsync.ilog_trigger(%s)', tbl, args);
-    EXECUTE format('CREATE TRIGGER dbsync_ilog_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION dbsync.ilog_trigger(%L)', tbl, tbl::oid::text);
+    PERFORM dbsync.ilog_truncate_triggers(tbl, true);
 
     INSERT INTO dbsync.ilog_table AS t (relid, table_name, max_days, excluded_attnums, log_unchanged_updates)
     VALUES (tbl, format('%I.%I', rel.nspname, rel.relname), max_days, attnums, log_unchanged_updates)
@@ -319,9 +343,7 @@ BEGIN
             DETAIL = 'Untracking needs the TRIGGER privilege on the table.';
     END IF;
     EXECUTE format('DROP TRIGGER dbsync_ilog ON %s', tbl);
-    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'dbsync_ilog_truncate') THEN
-        EXECUTE format('DROP TRIGGER dbsync_ilog_truncate ON %s', tbl);
-    END IF;
+    PERFORM dbsync.ilog_truncate_triggers(tbl, false);
     UPDATE dbsync.ilog_table SET untracked_at = now() WHERE relid = tbl;
 END
 $$;
@@ -332,12 +354,13 @@ RETURNS SETOF dbsync.ilog_entries
 AS 'MODULE_PATHNAME', 'dbsync_ilog_read' LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- The whole life of one record, in order; it follows the record back through changes of its key.
-CREATE FUNCTION @extschema@.dbsync_record_history(tbl text, key jsonb)
+-- The wrapper resolves the table name with the caller's search_path.
+CREATE FUNCTION dbsync.ilog_record_history(tbl text, resolved oid, key jsonb)
 RETURNS SETOF dbsync.ilog_entries
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    relid oid := dbsync.ilog_table_oid(tbl);
+    relid oid := dbsync.ilog_table_oid(tbl, resolved);
     keys jsonb[] := ARRAY[key];
     bounds bigint[] := ARRAY[NULL::bigint];
     found bigint[] := '{}';
@@ -381,6 +404,11 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION @extschema@.dbsync_record_history(tbl text, key jsonb)
+RETURNS SETOF dbsync.ilog_entries
+LANGUAGE sql
+AS $$ SELECT * FROM dbsync.ilog_record_history(tbl, pg_catalog.to_regclass(tbl), key) $$;
+
 -- Purge: per day partition, drop it when every table in it has passed its max days, else delete the
 -- rows of the tables that have; rows in the default partitions are deleted. Never waits long for a lock.
 CREATE FUNCTION @extschema@.dbsync_ilog_clear()
@@ -394,8 +422,8 @@ DECLARE
     keep oid[];
     still_kept boolean;
     removed jsonb := '{}';
+    dropped jsonb;
     r record;
-    n bigint;
 BEGIN
     FOR part IN
         SELECT c.relname, to_date(substr(c.relname, 7), 'YYYYMMDD') AS day
@@ -411,17 +439,25 @@ BEGIN
         EXECUTE format('SELECT EXISTS (SELECT FROM dbsync.%I WHERE tbl <> ALL ($1))', part.relname)
             INTO still_kept USING expired;
         IF NOT still_kept THEN
+            dropped := '{}';
             BEGIN
                 FOR r IN EXECUTE format('SELECT tbl, count(*) AS n FROM dbsync.%I GROUP BY tbl', part.relname) LOOP
-                    removed := jsonb_set(removed, ARRAY[r.tbl::text],
-                                         to_jsonb(coalesce((removed->>r.tbl::text)::bigint, 0) + r.n));
+                    dropped := dropped || jsonb_build_object(r.tbl::text, r.n);
                 END LOOP;
                 EXECUTE format('DROP TABLE dbsync.%I', part.relname);
                 EXECUTE format('DROP TABLE IF EXISTS dbsync.%I', 'ilog_xact_p' || to_char(part.day, 'YYYYMMDD'));
-                CONTINUE;
             EXCEPTION WHEN lock_not_available THEN
                 RAISE NOTICE 'dbsync: iLog partition % is in use; its rows are deleted instead', part.relname;
+                dropped := NULL;
             END;
+            IF dropped IS NOT NULL THEN
+                -- counted only once the drop went through
+                FOR r IN SELECT key AS tbl, value::bigint AS n FROM jsonb_each_text(dropped) LOOP
+                    removed := jsonb_set(removed, ARRAY[r.tbl],
+                                         to_jsonb(coalesce((removed->>r.tbl)::bigint, 0) + r.n));
+                END LOOP;
+                CONTINUE;
+            END IF;
         END IF;
         FOR r IN EXECUTE format('WITH d AS (DELETE FROM dbsync.%I WHERE tbl = ANY ($1) RETURNING tbl) '
                                 'SELECT tbl, count(*) AS n FROM d GROUP BY tbl', part.relname) USING expired LOOP
@@ -466,7 +502,8 @@ BEGIN
     END IF;
     EXECUTE format('%s SELECT ON dbsync.ilog_entries, dbsync.ilog_tables %s %s', verb, dir, reader);
     EXECUTE format('%s EXECUTE ON FUNCTION dbsync.ilog_decode(integer, "char", bytea, bytea), '
-                   '@extschema@.dbsync_ilog_read(bigint, integer), @extschema@.dbsync_record_history(text, jsonb) %s %s',
+                   '@extschema@.dbsync_ilog_read(bigint, integer), @extschema@.dbsync_record_history(text, jsonb), '
+                   'dbsync.ilog_record_history(text, oid, jsonb) %s %s',
                    verb, dir, reader);
 END
 $$;
@@ -502,6 +539,30 @@ END
 $$;
 CREATE EVENT TRIGGER dbsync_ilog_drop ON sql_drop EXECUTE FUNCTION dbsync.ilog_on_sql_drop();
 
+-- A partition created in or attached to a tracked partitioned table gets the TRUNCATE trigger too.
+CREATE FUNCTION dbsync.ilog_on_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent oid;
+BEGIN
+    FOR parent IN
+        SELECT t.relid FROM dbsync.ilog_table t JOIN pg_class c ON c.oid = t.relid AND c.relkind = 'p'
+         WHERE t.dropped_at IS NULL
+           AND EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'dbsync_ilog')
+           AND EXISTS (SELECT FROM pg_partition_tree(t.relid) p JOIN pg_class pc ON pc.oid = p.relid
+                        WHERE p.isleaf AND pc.relkind = 'r'
+                          AND NOT EXISTS (SELECT FROM pg_trigger g2
+                                           WHERE g2.tgrelid = p.relid AND g2.tgname = 'dbsync_ilog_truncate'))
+    LOOP
+        PERFORM dbsync.ilog_truncate_triggers(parent, true);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER dbsync_ilog_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION dbsync.ilog_on_ddl();
+
 ALTER TABLE dbsync.job DROP CONSTRAINT job_kind_check;
 ALTER TABLE dbsync.job ADD CONSTRAINT job_kind_check
     CHECK (kind IN ('changes_pull', 'upgrade_poll', 'export_poll', 'ilog_maintain'));
@@ -512,9 +573,12 @@ REVOKE ALL ON FUNCTION dbsync.ilog_decode(integer, "char", bytea, bytea) FROM PU
 REVOKE ALL ON FUNCTION dbsync.ilog_key_probe(oid, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_partition_create(date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_partitions_ensure(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.ilog_table_oid(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.ilog_table_oid(text, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.ilog_record_history(text, oid, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_maintain() FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.ilog_on_sql_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.ilog_on_ddl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.ilog_truncate_triggers(regclass, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_track(regclass, integer, name[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_untrack(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_ilog_read(bigint, integer) FROM PUBLIC;

@@ -15,7 +15,10 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "utils/array.h"
+#include "utils/bytea.h"
+#include "utils/float.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -29,6 +32,54 @@
 PG_FUNCTION_INFO_V1(dbsync_ilog_decode);
 PG_FUNCTION_INFO_V1(dbsync_ilog_key_probe);
 PG_FUNCTION_INFO_V1(dbsync_ilog_read);
+
+/*
+ * The text of a value must not depend on who reads it (a replica applies it):
+ * while decoding, dates and times are ISO in UTC, intervals in the postgres
+ * style, bytea in hex and floats exact, whatever the session says.
+ */
+typedef struct OutputStyle
+{
+	int			date_style;
+	int			date_order;
+	int			interval_style;
+	int			bytea;
+	int			float_digits;
+	pg_tz	   *tz;
+} OutputStyle;
+
+static pg_tz *utc = NULL;
+
+static void
+output_style_fix(OutputStyle *saved)
+{
+	saved->date_style = DateStyle;
+	saved->date_order = DateOrder;
+	saved->interval_style = IntervalStyle;
+	saved->bytea = bytea_output;
+	saved->float_digits = extra_float_digits;
+	saved->tz = session_timezone;
+	if (utc == NULL)
+		utc = pg_tzset("UTC");
+	DateStyle = USE_ISO_DATES;
+	DateOrder = DATEORDER_YMD;
+	IntervalStyle = INTSTYLE_POSTGRES;
+	bytea_output = BYTEA_OUTPUT_HEX;
+	extra_float_digits = 1;
+	if (utc != NULL)
+		session_timezone = utc;
+}
+
+static void
+output_style_restore(const OutputStyle *saved)
+{
+	DateStyle = saved->date_style;
+	DateOrder = saved->date_order;
+	IntervalStyle = saved->interval_style;
+	bytea_output = saved->bytea;
+	extra_float_digits = saved->float_digits;
+	session_timezone = saved->tz;
+}
 
 /* Output functions of the layout's columns, looked up once. */
 static void
@@ -185,9 +236,30 @@ decode_image(IlogLayout *l, bytea *img, Datum *values, bool *nulls, bool *presen
 				 errmsg("dbsync: an iLog entry does not match its layout %d", l->id)));
 }
 
+static Datum decode_entry(FunctionCallInfo fcinfo);
+
 /* dbsync.ilog_decode(layout, op, old, new) -> (key, before, after, changed_columns) */
 Datum
 dbsync_ilog_decode(PG_FUNCTION_ARGS)
+{
+	OutputStyle saved;
+	Datum		result;
+
+	output_style_fix(&saved);
+	PG_TRY();
+	{
+		result = decode_entry(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		output_style_restore(&saved);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static Datum
+decode_entry(FunctionCallInfo fcinfo)
 {
 	TupleDesc	desc;
 	Datum		out[4] = {0};
@@ -206,6 +278,22 @@ dbsync_ilog_decode(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "dbsync.ilog_decode must return a record");
 	desc = BlessTupleDesc(desc);
+	if (op == ILOG_TRUNCATE && !PG_ARGISNULL(3))
+	{
+		/* TRUNCATE of one partition: its name is kept in place of the new image */
+		JsonbParseState *st = NULL;
+		bytea	   *name = PG_GETARG_BYTEA_PP(3);
+		JsonbValue	v;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_key(&st, "partition");
+		v.type = jbvString;
+		v.val.string.val = VARDATA_ANY(name);
+		v.val.string.len = VARSIZE_ANY_EXHDR(name);
+		pushJsonbValue(&st, WJB_VALUE, &v);
+		out[0] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+		outnull[0] = false;
+	}
 	if (op == ILOG_TRUNCATE || PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, out, outnull)));
 
@@ -311,9 +399,29 @@ key_values(IlogLayout *l, Jsonb *key, Datum *values, bool *nulls, bool *present)
 	return true;
 }
 
+static void probe_layouts(FunctionCallInfo fcinfo);
+
 /* dbsync.ilog_key_probe(tbl oid, key jsonb) -> (layout, key_hash, key): one row per layout the key fits */
 Datum
 dbsync_ilog_key_probe(PG_FUNCTION_ARGS)
+{
+	OutputStyle saved;
+
+	output_style_fix(&saved);
+	PG_TRY();
+	{
+		probe_layouts(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		output_style_restore(&saved);
+	}
+	PG_END_TRY();
+	return (Datum) 0;
+}
+
+static void
+probe_layouts(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			tbl = PG_GETARG_OID(0);
@@ -343,12 +451,11 @@ dbsync_ilog_key_probe(PG_FUNCTION_ARGS)
 		layout_io(l);
 		if (!key_values(l, key, values, nulls, present))
 			continue;
+		row[2] = columns_object(l, values, nulls, present, NULL);
 		row[0] = Int32GetDatum(l->id);
 		row[1] = Int32GetDatum((int32) ilog_key_hash(l->nkeys, l->keys, l->cols, values, nulls));
-		row[2] = columns_object(l, values, nulls, present, NULL);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rownull);
 	}
-	return (Datum) 0;
 }
 
 /* dbsync_ilog_read(after_version, limit): the entries after a version, in version order, never one missed. */

@@ -5,8 +5,8 @@
  * Versions come from a sequence, so they are taken in one order and
  * committed in another. Each backend publishes, in shared memory, the first
  * version its open transaction took (a sentinel of 1 just before taking
- * it). A reader first takes a version of its own, S: any version taken
- * after that is greater. The horizon is the smallest of S and every
+ * it). A reader first reads the sequence: any version taken after that is
+ * at least S, its last value + 1. The horizon is the smallest of S and every
  * published first version of the database. All entries below the horizon
  * belong to transactions that have ended, and the slot of a transaction is
  * cleared only after its commit became visible, so a snapshot taken after
@@ -17,12 +17,12 @@
 
 #include "access/twophase.h"
 #include "access/xact.h"
-#include "commands/sequence.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/fmgrprotos.h"
 
 #include "ilog.h"
 
@@ -110,13 +110,33 @@ horizon_clear(void)
 	published = false;
 }
 
+/*
+ * A bound every version taken from now on is at least: the sequence's last
+ * value + 1 (or its last value when none was taken yet). Read, not taken, so
+ * read-only transactions can read the log.
+ */
+static int64
+versions_taken_below(Oid seqoid)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		last;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seqoid);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	if (fcinfo->isnull)
+		return 1;				/* no version taken yet: the first is 1 */
+	return DatumGetInt64(last) + 1;
+}
+
 int64
 ilog_horizon_compute(Oid seqoid)
 {
 	int64		horizon;
 
 	(void) my_slot();
-	horizon = nextval_internal(seqoid, false);
+	horizon = versions_taken_below(seqoid);
 	pg_memory_barrier();
 	for (int i = 0; i < nslots; i++)
 	{

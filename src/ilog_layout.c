@@ -398,6 +398,26 @@ array_values(HeapTuple tup, TupleDesc desc, int col, Oid elemtype, int elemlen, 
 	return elems;
 }
 
+/*
+ * Layout ids start again at 1 when the extension is dropped and created
+ * again: the decoder's cache holds for one dbsync.ilog_layout table only.
+ */
+static void
+forget_layouts_of_dropped_extension(void)
+{
+	static Oid	cached_for = InvalidOid;
+	Oid			current = ilog_relation("ilog_layout");
+	HASH_SEQ_STATUS seq;
+	LayoutEntry *e;
+
+	if (current == cached_for)
+		return;
+	hash_seq_init(&seq, layouts);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(layouts, &e->id, HASH_REMOVE, NULL);
+	cached_for = current;
+}
+
 IlogLayout *
 ilog_layout_get(int32 id)
 {
@@ -420,6 +440,7 @@ ilog_layout_get(int32 id)
 	bool		isnull;
 
 	ensure_caches();
+	forget_layouts_of_dropped_extension();
 	e = hash_search(layouts, &id, HASH_FIND, &found);
 	if (found)
 		return &e->layout;

@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -24,6 +25,7 @@
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "ilog.h"
@@ -250,7 +252,9 @@ log_row(TriggerData *td, Relation rel)
 			if (on[i] || nn[i])
 				changed = on[i] != nn[i];
 			else
-				changed = !datumIsEqual(ov[i], nv[i], att->attbyval, att->attlen);
+				/* same bytes (an untouched toast pointer) first; else the values, however stored */
+				changed = !datumIsEqual(ov[i], nv[i], att->attbyval, att->attlen) &&
+					!datum_image_eq(ov[i], nv[i], att->attbyval, att->attlen);
 			inc_new[i] = changed;
 			inc_old[i] = changed || info->whole_row || is_key(info, i);
 			any |= changed;
@@ -268,22 +272,37 @@ log_row(TriggerData *td, Relation rel)
 	}
 }
 
+/*
+ * TRUNCATE of a tracked table, or of one leaf partition of a tracked
+ * partitioned table: an event naming the tracked table and, for a partition,
+ * the partition (its qualified name in place of the new image).
+ */
 static void
 log_truncate(TriggerData *td)
 {
 	Trigger    *trig = td->tg_trigger;
+	Relation	rel = td->tg_relation;
+	Oid			relid = RelationGetRelid(rel);
+	Oid			tracked;
+	StringInfoData name;
 
 	if (trig->tgnargs < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("dbsync: trigger \"%s\" was not created by dbsync_track", trig->tgname)));
-	if (DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(trig->tgargs[0]))) !=
-		RelationGetRelid(td->tg_relation))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("dbsync: trigger \"%s\" on \"%s\" names another table",
-						trig->tgname, RelationGetRelationName(td->tg_relation))));
-	write_entry(RelationGetRelid(td->tg_relation), 0, 0, ILOG_TRUNCATE, NULL, NULL);
+	tracked = DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(trig->tgargs[0])));
+	if (tracked == relid)
+	{
+		write_entry(tracked, 0, 0, ILOG_TRUNCATE, NULL, NULL);
+		return;
+	}
+	/* a partition detached since is no longer part of the tracked table */
+	if (!rel->rd_rel->relispartition || !list_member_oid(get_partition_ancestors(relid), tracked))
+		return;
+	initStringInfo(&name);
+	appendStringInfoString(&name, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+															 RelationGetRelationName(rel)));
+	write_entry(tracked, 0, 0, ILOG_TRUNCATE, NULL, &name);
 }
 
 Datum
