@@ -348,23 +348,13 @@ ilog_rel_info(Relation rel, TriggerData *td)
 	return info;
 }
 
-/* A layout row written by an aborted (sub)transaction is gone: find or write it again. */
-void
-ilog_layout_subxact_abort(SubTransactionId subid)
-{
-	HASH_SEQ_STATUS seq;
-	RelInfoEntry *e;
-
-	if (rel_infos == NULL)
-		return;
-	hash_seq_init(&seq, rel_infos);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		if (e->created_subid != InvalidSubTransactionId && e->created_subid >= subid)
-			e->valid = false;
-}
-
-void
-ilog_layout_xact_end(bool committed)
+/*
+ * The end of a (sub)transaction that may have written layout rows: those
+ * written from subid on are gone when it rolled back (find or write them
+ * again); at the top level's end no row is "being written" any more.
+ */
+static void
+created_layouts_end(SubTransactionId subid, bool rolled_back, bool top_level)
 {
 	HASH_SEQ_STATUS seq;
 	RelInfoEntry *e;
@@ -374,10 +364,23 @@ ilog_layout_xact_end(bool committed)
 	hash_seq_init(&seq, rel_infos);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (!committed && e->created_subid != InvalidSubTransactionId)
+		if (rolled_back && e->created_subid != InvalidSubTransactionId && e->created_subid >= subid)
 			e->valid = false;
-		e->created_subid = InvalidSubTransactionId;
+		if (top_level)
+			e->created_subid = InvalidSubTransactionId;
 	}
+}
+
+void
+ilog_layout_subxact_abort(SubTransactionId subid)
+{
+	created_layouts_end(subid, true, false);
+}
+
+void
+ilog_layout_xact_end(bool committed)
+{
+	created_layouts_end(TopSubTransactionId, !committed, true);
 }
 
 /* Copies an array column of the layout row into a C array of n elements. */
