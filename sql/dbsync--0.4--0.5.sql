@@ -5,7 +5,7 @@
 CREATE TABLE dbsync.ilog_table (
     relid                 oid PRIMARY KEY,
     table_name            text NOT NULL,                -- schema-qualified; the name it had when dropped
-    max_days              integer CHECK (max_days > 0), -- entries older than this are purged; NULL: kept
+    max_days              integer CHECK (max_days BETWEEN 1 AND 365000), -- entries older than this are purged; NULL: kept
     excluded_attnums      int2[] NOT NULL DEFAULT '{}', -- columns never logged (attnums of the table)
     log_unchanged_updates boolean NOT NULL DEFAULT false,
     tracked_at            timestamptz NOT NULL DEFAULT now(),
@@ -265,8 +265,9 @@ BEGIN
         RAISE EXCEPTION 'dbsync: permission denied to track "%"', tbl USING ERRCODE = 'insufficient_privilege',
             DETAIL = 'Tracking needs the TRIGGER privilege on the table.';
     END IF;
-    IF max_days IS NOT NULL AND max_days < 1 THEN
-        RAISE EXCEPTION 'dbsync: max_days must be at least 1 (or NULL to keep entries)'
+    -- (the purge computes today - max_days: beyond a thousand years that date does not exist)
+    IF max_days IS NOT NULL AND (max_days < 1 OR max_days > 365000) THEN
+        RAISE EXCEPTION 'dbsync: max_days must be between 1 and 365000 (or NULL to keep entries)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF rel.relispartition THEN
@@ -360,7 +361,7 @@ RETURNS SETOF dbsync.ilog_entries
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    relid oid := dbsync.ilog_table_oid(tbl, resolved);
+    tracked oid := dbsync.ilog_table_oid(tbl, resolved);
     keys jsonb[] := ARRAY[key];
     bounds bigint[] := ARRAY[NULL::bigint];
     found bigint[] := '{}';
@@ -372,7 +373,9 @@ BEGIN
         RAISE EXCEPTION 'dbsync: a record key must be a JSON object of its key columns'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'For example ''{"id": 42}''.';
     END IF;
-    IF NOT EXISTS (SELECT FROM dbsync.ilog_key_probe(relid, key)) THEN
+    -- (a table tracked but not yet written has no layout: its history is empty, not an error)
+    IF EXISTS (SELECT FROM dbsync.ilog_layout l WHERE l.tbl = tracked)
+       AND NOT EXISTS (SELECT FROM dbsync.ilog_key_probe(tracked, key)) THEN
         RAISE EXCEPTION 'dbsync: % does not name the key columns of "%"', key, tbl
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The key is the primary key or replica identity; tables without one use every column.';
@@ -380,8 +383,8 @@ BEGIN
     WHILE i <= cardinality(keys) AND i <= 1000 LOOP
         FOR e IN
             SELECT v.*, p.key AS wanted
-              FROM dbsync.ilog_key_probe(relid, keys[i]) p
-              JOIN dbsync.ilog l ON l.tbl = relid AND l.layout = p.layout AND l.key_hash = p.key_hash
+              FROM dbsync.ilog_key_probe(tracked, keys[i]) p
+              JOIN dbsync.ilog l ON l.tbl = tracked AND l.layout = p.layout AND l.key_hash = p.key_hash
               JOIN dbsync.ilog_entries v ON v.version = l.version
              WHERE bounds[i] IS NULL OR l.version < bounds[i]
         LOOP

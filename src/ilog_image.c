@@ -80,9 +80,9 @@ ilog_image_encode(StringInfo buf, int natts, const IlogColumn *cols,
 {
 	int			maplen = (natts + 7) / 8;
 	uint16		header = (uint16) natts;
-	int			start = buf->len;
+	int			start;
 	bool		any_null = false;
-	char	   *present;
+	char	   *maps;
 
 	for (int i = 0; i < natts; i++)
 		if (include[i] && nulls[i])
@@ -90,18 +90,18 @@ ilog_image_encode(StringInfo buf, int natts, const IlogColumn *cols,
 	if (any_null)
 		header |= IMAGE_HAS_NULLS;
 	appendBinaryStringInfo(buf, (char *) &header, sizeof(header));
+	/* the bitmaps, filled in place before any value is appended */
+	start = buf->len;
 	for (int i = 0; i < maplen * (any_null ? 2 : 1); i++)
 		appendStringInfoChar(buf, 0);
-	present = buf->data + start + sizeof(header);
+	maps = buf->data + start;
 	for (int i = 0; i < natts; i++)
 	{
 		if (!include[i])
 			continue;
-		/* appends below may move buf->data: recompute the bitmaps' place each time */
-		present = buf->data + start + sizeof(header);
-		present[i / 8] |= 1 << (i % 8);
+		maps[i / 8] |= 1 << (i % 8);
 		if (nulls[i])
-			present[maplen + i / 8] |= 1 << (i % 8);
+			maps[maplen + i / 8] |= 1 << (i % 8);
 	}
 	for (int i = 0; i < natts; i++)
 		if (include[i] && !nulls[i])

@@ -22,6 +22,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -409,10 +410,16 @@ static void
 forget_layouts_of_dropped_extension(void)
 {
 	static Oid	cached_for = InvalidOid;
-	Oid			current = ilog_relation("ilog_layout");
+	static LocalTransactionId checked_in = InvalidLocalTransactionId;
+	Oid			current;
 	HASH_SEQ_STATUS seq;
 	LayoutEntry *e;
 
+	/* once per transaction, not per entry decoded */
+	if (checked_in == MyProc->lxid)
+		return;
+	checked_in = MyProc->lxid;
+	current = ilog_relation("ilog_layout");
 	if (current == cached_for)
 		return;
 	hash_seq_init(&seq, layouts);

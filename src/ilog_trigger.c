@@ -130,6 +130,7 @@ write_xact_row(void)
 	Datum		values[ILOG_XACT_NATTS];
 	bool		nulls[ILOG_XACT_NATTS] = {0};
 	char	   *user = GetUserNameFromId(GetUserId(), true);
+
 	values[0] = Int64GetDatum(tx.xid);
 	values[1] = DateADTGetDatum(tx.day);
 	values[2] = CStringGetTextDatum(user ? user : "?");

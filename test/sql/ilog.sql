@@ -426,6 +426,15 @@ SELECT dbsync_track('il_item', excluded_columns => '{id}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT dbsync_track('il_item', max_days => 0);
 \echo :LAST_ERROR_SQLSTATE
+-- a max_days whose cut-off date would not exist (the purge would fail for every table)
+SELECT dbsync_track('il_item', max_days => 2147483647);
+\echo :LAST_ERROR_SQLSTATE
+-- a table tracked but never written has an empty history, whatever the key
+CREATE TABLE il_quiet (id int PRIMARY KEY);
+SELECT dbsync_track('il_quiet');
+SELECT count(*) AS entries FROM dbsync_record_history('il_quiet', '{"id": 1}');
+SELECT dbsync_untrack('il_quiet');
+DROP TABLE il_quiet;
 SELECT dbsync_track(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dbsync_untrack('il_untracked');
