@@ -46,10 +46,13 @@ sub committed_versions
 #    committed entry exactly once, in order.
 {
 	my $script = PostgreSQL::Test::Utils::tempdir() . '/writer.sql';
+	# Rows are updated in id order, so the writers never deadlock each other.
 	open my $fh, '>', $script or die;
 	print $fh <<'EOS';
-\set a random(1, 1000)
-\set b random(1, 1000)
+\set x random(1, 1000)
+\set y random(1, 1000)
+\set a least(:x, :y)
+\set b greatest(:x, :y)
 \set d random(-50, 50)
 \set r random(1, 10)
 BEGIN;
