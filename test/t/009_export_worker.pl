@@ -71,7 +71,9 @@ sim_post('/_sim/octoplant/config?seconds=0.5&zip_size=20M');
 sim_post('/_sim/fault?path=/v1/order/*/download&mode=slow&seconds=20&count=1');
 my $name3 = $node->safe_psql('postgres', q{SELECT name FROM dbsync_export_order('plant', '{"eventLog": {}}', download => true)});
 ok(wait_until(30, sub { -e "$dir/$name3.zip.partial" }), 'the worker is downloading the third order (slowly)');
-my ($runner) = worker_pids($node, 'dbsync job runner');
+# (pg_stat_activity is read by a new connection each time: ask again for a few seconds)
+my $runner;
+wait_until(10, sub { ($runner) = worker_pids($node, 'dbsync job runner'); defined $runner });
 ok($runner, 'the job runner is known') and kill 'KILL', $runner;
 ok($node->poll_query_until('postgres', qq{SELECT downloaded_at IS NOT NULL FROM dbsync.export_order WHERE name = '$name3'}),
 	'after the kill and the restart, the ZIP was downloaded');
