@@ -37,7 +37,12 @@ OBJS = \
 	src/ilog_horizon.o \
 	src/ilog_store.o \
 	src/ilog_trigger.o \
-	src/ilog_decode.o
+	src/ilog_decode.o \
+	src/pg_target.o \
+	src/repl_source.o \
+	src/repl_batch.o \
+	src/repl_sync.o \
+	src/repl_sql.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
@@ -45,8 +50,8 @@ PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
 # Warnings are errors; override with WERROR= for experiments only.
 WERROR ?= -Werror
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR)
-PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread
+PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir)
+SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread -lpq
 
 REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf

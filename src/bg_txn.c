@@ -60,6 +60,42 @@ txn_abort_after_error(TxnScope *tx)
 	MemoryContextSwitchTo(tx->work_cxt);
 }
 
+void
+txn_part_begin(TxnScope *tx, TxnPart *part)
+{
+	part->cxt = tx->work_cxt;
+	part->owner = CurrentResourceOwner;
+	if (!tx->own)
+		BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(tx->work_cxt);
+}
+
+void
+txn_part_end(TxnScope *tx, TxnPart *part)
+{
+	if (!tx->own)
+	{
+		ReleaseCurrentSubTransaction();
+		CurrentResourceOwner = part->owner;
+	}
+	MemoryContextSwitchTo(part->cxt);
+}
+
+void
+txn_part_abort(TxnScope *tx, TxnPart *part)
+{
+	if (tx->own)
+		AbortCurrentTransaction();
+	else
+	{
+		/* also ends SPI connected inside the part */
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = part->owner;
+	}
+	tx->open = false;
+	MemoryContextSwitchTo(part->cxt);
+}
+
 SPIPlanPtr
 txn_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
 {

@@ -13,6 +13,7 @@
 #define DBSYNC_BG_TXN_H
 
 #include "executor/spi.h"
+#include "utils/resowner.h"
 
 typedef struct TxnScope
 {
@@ -31,6 +32,22 @@ extern void txn_commit(TxnScope *tx);
 
 /* After an ERROR in the worker: abort whatever step was open. */
 extern void txn_abort_after_error(TxnScope *tx);
+
+/*
+ * A part of the work whose ERROR is recorded rather than ending the whole
+ * (one replication target among several). Called from SQL, a part is a
+ * subtransaction; in the worker, its steps are transactions already.
+ */
+typedef struct TxnPart
+{
+	MemoryContext cxt;
+	ResourceOwner owner;
+} TxnPart;
+
+extern void txn_part_begin(TxnScope *tx, TxnPart *part);
+extern void txn_part_end(TxnScope *tx, TxnPart *part);
+/* After an ERROR in the part, with the error already copied and flushed. */
+extern void txn_part_abort(TxnScope *tx, TxnPart *part);
 
 /*
  * Runs a prepared statement and returns SPI's result code, staying in the

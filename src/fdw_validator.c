@@ -33,7 +33,8 @@ typedef enum OptionCheck
 	CHECK_COMPANY,
 	CHECK_PORT,
 	CHECK_EMAIL,
-	CHECK_ABSPATH
+	CHECK_ABSPATH,
+	CHECK_SSLMODE
 } OptionCheck;
 
 typedef struct ApiOption
@@ -53,7 +54,7 @@ static const ApiOption server_options[] = {
 	{HTTP_APIS, "verify_tls", false, CHECK_BOOL},
 	{HTTP_APIS, "ca_file", false, CHECK_ABSPATH},
 	{ALL_APIS, "connect_timeout", false, CHECK_DURATION},
-	{HTTP_APIS, "timeout", false, CHECK_DURATION},
+	{ALL_APIS, "timeout", false, CHECK_DURATION},
 	{HTTP_APIS, "max_response_size", false, CHECK_SIZE},
 	{"flexi", "company", true, CHECK_COMPANY},
 	{"octoplant", "client_id", false, CHECK_TEXT},
@@ -61,7 +62,8 @@ static const ApiOption server_options[] = {
 	{"postgres", "host", false, CHECK_TEXT},
 	{"postgres", "port", false, CHECK_PORT},
 	{"postgres", "dbname", true, CHECK_TEXT},
-	{"postgres", "sslmode", false, CHECK_TEXT},
+	{"postgres", "sslmode", false, CHECK_SSLMODE},
+	{"postgres", "sslrootcert", false, CHECK_ABSPATH},
 };
 
 /* A user mapping does not know its server's api: it takes any api's credentials. */
@@ -215,6 +217,15 @@ check_value(const char *name, const char *value, OptionCheck check)
 							 errhint("Give one e-mail address, such as 'dba@example.com'.")));
 				break;
 			}
+		case CHECK_SSLMODE:
+			if (strcmp(value, "disable") != 0 && strcmp(value, "allow") != 0 && strcmp(value, "prefer") != 0 &&
+				strcmp(value, "require") != 0 && strcmp(value, "verify-ca") != 0 &&
+				strcmp(value, "verify-full") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"sslmode\": \"%s\"", value),
+						 errhint("Valid values are: disable, allow, prefer, require, verify-ca, verify-full (the default).")));
+			break;
 		case CHECK_ABSPATH:
 			if (!is_absolute_path(value))
 				ereport(ERROR,

@@ -82,6 +82,25 @@ extern void ilog_layout_xact_end(bool committed);
 /* Runs SPI as the owner of the log (writers have no rights on it). */
 extern Oid	ilog_owner(void);
 
+/*
+ * ilog_decode.c: the text of a value must not depend on who reads it (a
+ * replica applies it): while decoding, dates and times are ISO in UTC,
+ * intervals in the postgres style, bytea in hex and floats exact.
+ */
+typedef struct IlogOutputStyle
+{
+	int			date_style;
+	int			date_order;
+	int			interval_style;
+	int			bytea;
+	int			float_digits;
+	struct pg_tz *tz;
+} IlogOutputStyle;
+extern void ilog_output_style_fix(IlogOutputStyle *saved);
+extern void ilog_output_style_restore(const IlogOutputStyle *saved);
+/* Fills the layout's output functions (once). */
+extern void ilog_layout_io(IlogLayout *l);
+
 /* ilog_horizon.c: which versions every reader may return. */
 extern Size ilog_horizon_shmem_size(void);
 extern void ilog_horizon_shmem_init(void);

@@ -33,25 +33,11 @@ PG_FUNCTION_INFO_V1(dbsync_ilog_decode);
 PG_FUNCTION_INFO_V1(dbsync_ilog_key_probe);
 PG_FUNCTION_INFO_V1(dbsync_ilog_read);
 
-/*
- * The text of a value must not depend on who reads it (a replica applies it):
- * while decoding, dates and times are ISO in UTC, intervals in the postgres
- * style, bytea in hex and floats exact, whatever the session says.
- */
-typedef struct OutputStyle
-{
-	int			date_style;
-	int			date_order;
-	int			interval_style;
-	int			bytea;
-	int			float_digits;
-	pg_tz	   *tz;
-} OutputStyle;
-
+/* See IlogOutputStyle in ilog.h. */
 static pg_tz *utc = NULL;
 
-static void
-output_style_fix(OutputStyle *saved)
+void
+ilog_output_style_fix(IlogOutputStyle *saved)
 {
 	saved->date_style = DateStyle;
 	saved->date_order = DateOrder;
@@ -70,8 +56,8 @@ output_style_fix(OutputStyle *saved)
 		session_timezone = utc;
 }
 
-static void
-output_style_restore(const OutputStyle *saved)
+void
+ilog_output_style_restore(const IlogOutputStyle *saved)
 {
 	DateStyle = saved->date_style;
 	DateOrder = saved->date_order;
@@ -82,8 +68,8 @@ output_style_restore(const OutputStyle *saved)
 }
 
 /* Output functions of the layout's columns, looked up once. */
-static void
-layout_io(IlogLayout *l)
+void
+ilog_layout_io(IlogLayout *l)
 {
 	MemoryContext old;
 
@@ -242,17 +228,17 @@ static Datum decode_entry(FunctionCallInfo fcinfo);
 Datum
 dbsync_ilog_decode(PG_FUNCTION_ARGS)
 {
-	OutputStyle saved;
-	Datum		result;
+	IlogOutputStyle saved;
+	volatile Datum result;
 
-	output_style_fix(&saved);
+	ilog_output_style_fix(&saved);
 	PG_TRY();
 	{
 		result = decode_entry(fcinfo);
 	}
 	PG_FINALLY();
 	{
-		output_style_restore(&saved);
+		ilog_output_style_restore(&saved);
 	}
 	PG_END_TRY();
 	return result;
@@ -298,7 +284,7 @@ decode_entry(FunctionCallInfo fcinfo)
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, out, outnull)));
 
 	l = ilog_layout_get(PG_GETARG_INT32(0));
-	layout_io(l);
+	ilog_layout_io(l);
 	n = l->natts;
 	ov = palloc(sizeof(Datum) * Max(n, 1));
 	nv = palloc(sizeof(Datum) * Max(n, 1));
@@ -405,16 +391,16 @@ static void probe_layouts(FunctionCallInfo fcinfo);
 Datum
 dbsync_ilog_key_probe(PG_FUNCTION_ARGS)
 {
-	OutputStyle saved;
+	IlogOutputStyle saved;
 
-	output_style_fix(&saved);
+	ilog_output_style_fix(&saved);
 	PG_TRY();
 	{
 		probe_layouts(fcinfo);
 	}
 	PG_FINALLY();
 	{
-		output_style_restore(&saved);
+		ilog_output_style_restore(&saved);
 	}
 	PG_END_TRY();
 	return (Datum) 0;
@@ -448,7 +434,7 @@ probe_layouts(FunctionCallInfo fcinfo)
 		Datum		row[3];
 		bool		rownull[3] = {false, false, false};
 
-		layout_io(l);
+		ilog_layout_io(l);
 		if (!key_values(l, key, values, nulls, present))
 			continue;
 		row[2] = columns_object(l, values, nulls, present, NULL);

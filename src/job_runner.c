@@ -10,6 +10,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -19,6 +20,7 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -26,6 +28,7 @@
 
 #include "bg_txn.h"
 #include "jobs.h"
+#include "repl.h"
 #include "sync.h"
 #include "worker.h"
 
@@ -78,6 +81,32 @@ run_ilog_maintain(TxnScope *tx, const DbsyncJob *job)
 		elog(ERROR, "dbsync: dbsync.ilog_maintain() failed");
 	result = MemoryContextStrdup(tx->work_cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	jobs_finish_ok(job, 0, result);
+	txn_commit(tx);
+}
+
+/* A replication config's sync; a failed target makes the job back off, with the first error. */
+static void
+run_replication_sync(TxnScope *tx, const DbsyncJob *job)
+{
+	int64		config_key;
+	int			failures;
+	char	   *first_error;
+	char	   *result;
+
+	txn_begin(tx);
+	if (SPI_execute_with_args("SELECT ($1::jsonb->>'config')::bigint", 1, (Oid[]) {TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(job->args)}, NULL, true, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "dbsync: could not read the arguments of job " INT64_FORMAT, job->id);
+	config_key = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool) {false}));
+	txn_commit(tx);
+
+	result = repl_run_config(tx, config_key, &failures, &first_error);
+	txn_begin(tx);
+	if (failures == 0)
+		jobs_finish_ok(job, 0, result);
+	else
+		jobs_finish_error(job, first_error);
 	txn_commit(tx);
 }
 
@@ -137,6 +166,8 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 			finish_recurring(&tx, job, run_export_poll);
 		else if (strcmp(job->kind, "ilog_maintain") == 0)
 			run_ilog_maintain(&tx, job);
+		else if (strcmp(job->kind, "replication_sync") == 0)
+			run_replication_sync(&tx, job);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -4,7 +4,7 @@
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BIN/pg_config
 DBSYNC_PACKAGES="make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libjansson-dev libssl-dev
-  libipc-run-perl python3 curl ca-certificates openssl postgresql-15-cron"
+  libpq-dev libipc-run-perl python3 curl ca-certificates openssl postgresql-15-cron"
 # The unprivileged user that runs clusters (initdb refuses root).
 DBSYNC_TEST_USER=${DBSYNC_TEST_USER:-postgres}
 

@@ -1,0 +1,504 @@
+/*
+ * repl_batch.c: folding iLog entries into the final state of each row, and
+ * applying a batch of them on the target with few round trips.
+ *
+ * Entries arrive in version order, which for any one row is the order its
+ * changes committed (a row's writer holds its lock until commit). Per table,
+ * each row ends as one of: deleted (its key on the target before the batch
+ * is removed), updated (the columns changed, set where the target has its
+ * old key, which moves the key when it changed), or written whole (inserted
+ * in the batch: an upsert). A batch goes to the target as one COPY into a
+ * staging table per table and one round trip of set-based statements:
+ * deletes with the referencing tables first, then updates and upserts with
+ * the referenced tables first.
+ *
+ * Folding can reorder changes of different rows. If the target rejects a
+ * batch for a constraint (a unique value that moved from one row to
+ * another), the sync runs again in strict mode (repl_sync.c): a batch then
+ * holds only consecutive entries of one table and one operation, so changes
+ * reach the target in the order they were made.
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "utils/memutils.h"
+
+#include "ilog.h"
+#include "repl.h"
+
+/* Entries folded before a batch is applied (bounds the memory of a sync). */
+#define REPL_BATCH_ENTRIES 50000
+
+struct ReplRow
+{
+	char	   *key;			/* the key now: COPY text of the key columns, tab-separated */
+	char	   *orig;			/* the key on the target before the batch; NULL when inserted in it */
+	bool		exists;
+	bool		full;			/* every column known (inserted in the batch) */
+	char	  **vals;			/* by column of the shape; NULL when unknown */
+	int64		ord;			/* when last changed, for the order of upserts */
+	ReplRow    *next;
+};
+
+typedef struct RowSlot
+{
+	char	   *key;
+	ReplRow    *row;
+} RowSlot;
+
+static uint32
+row_key_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+row_key_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static int64 touch_counter = 0;
+
+void
+repl_batch_reset(ReplSync *rs)
+{
+	MemoryContextReset(rs->batch_cxt);
+	for (int i = 0; i < rs->ntables; i++)
+	{
+		ReplTable  *t = &rs->tables[i];
+
+		t->shape = NULL;
+		t->rows = NULL;
+		t->first = t->last = NULL;
+		t->nrows = 0;
+	}
+	rs->entries_in_batch = 0;
+	rs->last_table = -1;
+	rs->last_op = 0;
+}
+
+bool
+repl_batch_full(const ReplSync *rs)
+{
+	return rs->entries_in_batch >= REPL_BATCH_ENTRIES;
+}
+
+/* The key of an image (by attribute index) as the row map keys it. */
+static char *
+key_of(const ReplShape *s, char **texts, char **fallback)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int k = 0; k < s->nkeys; k++)
+	{
+		const char *v = texts != NULL ? texts[s->keys[k]] : NULL;
+
+		if (v == NULL && fallback != NULL)
+			v = fallback[s->keys[k]];
+		if (v == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("dbsync: an iLog entry of layout %d lacks a key column", s->layout)));
+		appendStringInfo(&buf, "%s%s", k > 0 ? "\t" : "", v);
+	}
+	return buf.data;
+}
+
+/* positive_keys_only: the one key column's value is above zero. */
+static bool
+key_positive(const char *key)
+{
+	if (key[0] == '-' || strcmp(key, "\\N") == 0)
+		return false;
+	for (const char *p = key; *p && *p != 'e' && *p != 'E'; p++)
+		if (*p >= '1' && *p <= '9')
+			return true;
+	return false;
+}
+
+static ReplRow *
+row_find(ReplTable *t, char *key)
+{
+	RowSlot    *slot = hash_search(t->rows, &key, HASH_FIND, NULL);
+
+	return slot ? slot->row : NULL;
+}
+
+static void
+row_map(ReplTable *t, ReplRow *row)
+{
+	bool		found;
+	RowSlot    *slot = hash_search(t->rows, &row->key, HASH_ENTER, &found);
+
+	slot->key = row->key;
+	slot->row = row;
+}
+
+static ReplRow *
+row_new(ReplTable *t, char *key, bool inserted)
+{
+	ReplRow    *row = palloc0(sizeof(ReplRow));
+
+	row->key = key;
+	row->orig = inserted ? NULL : key;
+	row->exists = true;
+	row->full = inserted;
+	row->vals = palloc0(sizeof(char *) * Max(t->shape->ncols, 1));
+	if (t->last)
+		t->last->next = row;
+	else
+		t->first = row;
+	t->last = row;
+	t->nrows++;
+	row_map(t, row);
+	return row;
+}
+
+static void
+merge_values(const ReplShape *s, ReplRow *row, char **texts)
+{
+	for (int c = 0; c < s->ncols; c++)
+		if (texts[s->atts[c]] != NULL)
+			row->vals[c] = texts[s->atts[c]];
+}
+
+bool
+repl_batch_add(ReplSync *rs, const ReplEntry *e)
+{
+	ReplTable  *t = &rs->tables[e->table];
+	const ReplShape *s = e->shape;
+	MemoryContext old;
+	ReplRow    *row;
+	char	   *key;
+
+	Assert(e->op != ILOG_TRUNCATE);
+	if (rs->entries_in_batch > 0)
+	{
+		/* a batch holds one shape per table; in strict mode, one table and one operation */
+		if (t->shape != NULL && t->shape != s)
+			return false;
+		if (rs->strict && (rs->last_table != e->table || rs->last_op != e->op))
+			return false;
+	}
+	rs->last_table = e->table;
+	rs->last_op = e->op;
+	rs->entries_in_batch++;
+
+	old = MemoryContextSwitchTo(rs->batch_cxt);
+	if (t->rows == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(char *);
+		ctl.entrysize = sizeof(RowSlot);
+		ctl.hash = row_key_hash;
+		ctl.match = row_key_match;
+		ctl.hcxt = rs->batch_cxt;
+		t->rows = hash_create("dbsync replication rows", 1024, &ctl,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	t->shape = (ReplShape *) s;
+
+	if (e->op == ILOG_INSERT)
+	{
+		key = key_of(s, e->new, NULL);
+		if (!rs->positive_keys_only || key_positive(key))
+		{
+			row = row_new(t, key, true);
+			merge_values(s, row, e->new);
+			row->ord = ++touch_counter;
+			rs->stats.inserts++;
+		}
+	}
+	else if (e->op == ILOG_DELETE)
+	{
+		key = key_of(s, e->old, NULL);
+		if (!rs->positive_keys_only || key_positive(key))
+		{
+			row = row_find(t, key);
+			if (row == NULL)
+				row = row_new(t, key, false);
+			row->exists = false;
+			row->ord = ++touch_counter;
+			rs->stats.deletes++;
+		}
+	}
+	else
+	{
+		char	   *before = key_of(s, e->old, NULL);
+		char	   *after = key_of(s, e->new, e->old);
+		bool		before_ok = !rs->positive_keys_only || key_positive(before);
+		bool		after_ok = !rs->positive_keys_only || key_positive(after);
+
+		/* positive_keys_only: a row leaving the positive keys is deleted; one entering them is not known whole */
+		if (before_ok)
+		{
+			row = row_find(t, before);
+			if (row == NULL)
+				row = row_new(t, before, false);
+			row->ord = ++touch_counter;
+			rs->stats.updates++;
+			if (!after_ok)
+				row->exists = false;
+			else
+			{
+				merge_values(s, row, e->new);
+				if (strcmp(before, after) != 0)
+				{
+					(void) hash_search(t->rows, &before, HASH_REMOVE, NULL);
+					row->key = after;
+					row_map(t, row);
+				}
+			}
+		}
+	}
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* Appends a COPY field and its separator. */
+static void
+field(StringInfo buf, const char *value, bool last)
+{
+	appendStringInfoString(buf, value != NULL ? value : "\\N");
+	appendStringInfoChar(buf, last ? '\n' : '\t');
+}
+
+static const char *
+stage_name(int table, int32 layout)
+{
+	return psprintf("pg_temp.dbsync_stage_%d_%d", table, layout);
+}
+
+/* The column of the shape that holds key column k. */
+static int
+key_col(const ReplShape *s, int k)
+{
+	for (int c = 0; c < s->ncols; c++)
+		if (s->atts[c] == s->keys[k])
+			return c;
+	elog(ERROR, "dbsync: the key of layout %d is not logged", s->layout);
+	return -1;
+}
+
+/* Creates the table's staging table in the target transaction, once per shape. */
+static void
+stage_ensure(ReplSync *rs, int ti)
+{
+	ReplTable  *t = &rs->tables[ti];
+	ReplShape  *s = t->shape;
+	StringInfoData sql;
+	MemoryContext old;
+
+	if (list_member_int(t->stages, s->layout))
+		return;
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TEMP TABLE dbsync_stage_%d_%d ON COMMIT DROP AS SELECT "
+					 "NULL::integer AS \"dbsync#ord\", NULL::\"char\" AS \"dbsync#kind\", "
+					 "NULL::boolean[] AS \"dbsync#mask\"", ti, s->layout);
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(&sql, ", t.%s AS \"dbsync#key%d\"", s->names[key_col(s, k)], k + 1);
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(&sql, ", t.%s", s->names[c]);
+	appendStringInfo(&sql, " FROM ONLY %s t WITH NO DATA", t->name);
+	(void) pg_target_exec(rs->conn, sql.data, NULL);
+	old = MemoryContextSwitchTo(rs->sync_cxt);
+	t->stages = lappend_int(t->stages, s->layout);
+	MemoryContextSwitchTo(old);
+}
+
+/* COPYs the table's row states into its staging table; counts them by kind. */
+static void
+stage_rows(ReplSync *rs, int ti, int *ndel, int *nupd, int *nfull)
+{
+	ReplTable  *t = &rs->tables[ti];
+	ReplShape  *s = t->shape;
+	StringInfoData sql;
+	StringInfoData data;
+	int			ord = 0;
+
+	*ndel = *nupd = *nfull = 0;
+	initStringInfo(&data);
+	for (ReplRow *row = t->first; row != NULL; row = row->next)
+	{
+		char		kind;
+
+		if (!row->exists)
+		{
+			if (row->orig == NULL)
+				continue;		/* inserted and deleted within the batch */
+			kind = 'D';
+			(*ndel)++;
+		}
+		else if (row->full)
+		{
+			kind = 'F';
+			(*nfull)++;
+		}
+		else
+		{
+			kind = 'U';
+			(*nupd)++;
+		}
+		appendStringInfo(&data, "%d\t%c\t", ++ord, kind);
+		if (kind == 'U')
+		{
+			appendStringInfoChar(&data, '{');
+			for (int c = 0; c < s->ncols; c++)
+				appendStringInfoString(&data, c == 0 ? (row->vals[c] ? "t" : "f") : (row->vals[c] ? ",t" : ",f"));
+			appendStringInfoString(&data, "}\t");
+		}
+		else
+			appendStringInfoString(&data, "\\N\t");
+		/* the key on the target (a tab-separated list already), or nulls */
+		if (kind == 'F')
+			for (int k = 0; k < s->nkeys; k++)
+				appendStringInfoString(&data, "\\N\t");
+		else
+			appendStringInfo(&data, "%s\t", row->orig);
+		for (int c = 0; c < s->ncols; c++)
+			field(&data, kind == 'D' ? NULL : row->vals[c], c == s->ncols - 1);
+	}
+	if (ord == 0)
+		return;
+
+	stage_ensure(rs, ti);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "COPY %s (\"dbsync#ord\", \"dbsync#kind\", \"dbsync#mask\"", stage_name(ti, s->layout));
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(&sql, ", \"dbsync#key%d\"", k + 1);
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(&sql, ", %s", s->names[c]);
+	appendStringInfoString(&sql, ") FROM STDIN");
+	pg_target_copy(rs->conn, sql.data, &data);
+}
+
+/* WHERE clause matching a target row to the staged key. */
+static void
+key_match(StringInfo sql, const ReplShape *s)
+{
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(sql, " AND t.%s = s.\"dbsync#key%d\"", s->names[key_col(s, k)], k + 1);
+}
+
+static void
+delete_sql(StringInfo sql, ReplSync *rs, int ti)
+{
+	ReplTable  *t = &rs->tables[ti];
+
+	appendStringInfo(sql, "DELETE FROM %s t USING %s s WHERE s.\"dbsync#kind\" = 'D'",
+					 t->name, stage_name(ti, t->shape->layout));
+	key_match(sql, t->shape);
+	appendStringInfoString(sql, ";\n");
+}
+
+static void
+update_sql(StringInfo sql, ReplSync *rs, int ti)
+{
+	ReplTable  *t = &rs->tables[ti];
+	ReplShape  *s = t->shape;
+
+	appendStringInfo(sql, "UPDATE %s t SET ", t->name);
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(sql, "%s%s = CASE WHEN s.\"dbsync#mask\"[%d] THEN s.%s ELSE t.%s END",
+						 c > 0 ? ", " : "", s->names[c], c + 1, s->names[c], s->names[c]);
+	appendStringInfo(sql, " FROM %s s WHERE s.\"dbsync#kind\" = 'U'", stage_name(ti, s->layout));
+	key_match(sql, s);
+	appendStringInfoString(sql, ";\n");
+}
+
+static void
+upsert_sql(StringInfo sql, ReplSync *rs, int ti)
+{
+	ReplTable  *t = &rs->tables[ti];
+	ReplShape  *s = t->shape;
+	bool		any = false;
+
+	appendStringInfo(sql, "INSERT INTO %s AS t (", t->name);
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(sql, "%s%s", c > 0 ? ", " : "", s->names[c]);
+	appendStringInfoString(sql, ") SELECT ");
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(sql, "%ss.%s", c > 0 ? ", " : "", s->names[c]);
+	appendStringInfo(sql, " FROM %s s WHERE s.\"dbsync#kind\" = 'F' ORDER BY s.\"dbsync#ord\" ON CONFLICT (",
+					 stage_name(ti, s->layout));
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(sql, "%s%s", k > 0 ? ", " : "", s->names[key_col(s, k)]);
+	appendStringInfoString(sql, ") DO ");
+	for (int c = 0; c < s->ncols; c++)
+	{
+		bool		is_key = false;
+
+		for (int k = 0; k < s->nkeys; k++)
+			if (s->atts[c] == s->keys[k])
+				is_key = true;
+		if (is_key)
+			continue;
+		appendStringInfo(sql, "%s%s = EXCLUDED.%s", any ? ", " : "UPDATE SET ", s->names[c], s->names[c]);
+		any = true;
+	}
+	appendStringInfoString(sql, any ? ";\n" : "NOTHING;\n");
+}
+
+void
+repl_batch_apply(ReplSync *rs)
+{
+	int			n = rs->ntables;
+	int		   *ndel = palloc0(sizeof(int) * Max(n, 1));
+	int		   *nupd = palloc0(sizeof(int) * Max(n, 1));
+	int		   *nfull = palloc0(sizeof(int) * Max(n, 1));
+	StringInfoData sql;
+
+	if (rs->entries_in_batch == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		if (rs->tables[i].nrows > 0)
+			stage_rows(rs, i, &ndel[i], &nupd[i], &nfull[i]);
+
+	initStringInfo(&sql);
+	/* deletes: tables that reference others first */
+	for (int r = n - 1; r >= 0; r--)
+		if (ndel[rs->by_rank[r]] > 0)
+			delete_sql(&sql, rs, rs->by_rank[r]);
+	/* updates and upserts: referenced tables first */
+	for (int r = 0; r < n; r++)
+	{
+		int			i = rs->by_rank[r];
+
+		if (nupd[i] > 0)
+			update_sql(&sql, rs, i);
+		if (nfull[i] > 0)
+			upsert_sql(&sql, rs, i);
+	}
+	for (int i = 0; i < n; i++)
+		if (ndel[i] + nupd[i] + nfull[i] > 0)
+			appendStringInfo(&sql, "TRUNCATE %s;\n", stage_name(i, rs->tables[i].shape->layout));
+	if (sql.len > 0)
+		rs->stats.target_entries += pg_target_exec(rs->conn, sql.data, NULL);
+	repl_batch_reset(rs);
+}
+
+void
+repl_apply_truncate(ReplSync *rs, const ReplEntry *e)
+{
+	ReplTable  *t = &rs->tables[e->table];
+	const char *name = e->partition ? e->partition : t->name;
+	char	   *sql;
+
+	if (rs->positive_keys_only)
+	{
+		if (t->key_column == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("dbsync: %s no longer has a key of one column, which positive_keys_only needs", t->name)));
+		sql = psprintf("DELETE FROM %s WHERE %s > 0", name, t->key_column);
+	}
+	else
+		sql = psprintf("TRUNCATE %s", name);
+	rs->stats.target_entries += pg_target_exec(rs->conn, sql, NULL);
+	rs->stats.deletes++;
+}
