@@ -41,6 +41,7 @@ OBJS = \
 	src/pg_target.o \
 	src/repl_source.o \
 	src/repl_batch.o \
+	src/repl_strict.o \
 	src/repl_sync.o \
 	src/repl_sql.o
 
@@ -53,7 +54,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir)
 SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread -lpq
 
-REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog upgrade
+REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog replication upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
 
 # Isolation specs live in test/specs/, their expected output in expected/.

@@ -211,7 +211,7 @@ $$;
 -- A config as GET /api/devops/v1/replication/configs/<key> shows it, with dbsync's own settings.
 CREATE FUNCTION dbsync.replication_config_json(c dbsync.replication_config)
 RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET intervalstyle = 'iso_8601'
 AS $$
     SELECT jsonb_build_object(
         'enabled', c.enabled,

@@ -15,6 +15,7 @@
 #ifndef DBSYNC_REPL_H
 #define DBSYNC_REPL_H
 
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
 
@@ -88,7 +89,7 @@ typedef struct ReplSync
 	char	   *server;
 	char	   *stream;			/* uuid of this config-to-target stream */
 	int64		start_version;	/* where a stream new to the target begins */
-	bool		strict;			/* apply in version order, no folding across tables or kinds */
+	bool		strict;			/* one statement per entry, in version order (repl_strict.c) */
 	PgTarget   *conn;
 	/* progress */
 	int64		applied_before;
@@ -96,8 +97,8 @@ typedef struct ReplSync
 	ReplStats	stats;
 	HTAB	   *xids;			/* source transactions seen */
 	int			entries_in_batch;
-	int			last_table;		/* of the last entry added (strict mode) */
-	char		last_op;
+	StringInfoData strict_sql;	/* strict mode: statements not yet sent */
+	int			strict_count;
 	List	   *shapes;			/* ReplShape of the layouts seen */
 	MemoryContext sync_cxt;		/* lives as long as the sync */
 	MemoryContext read_cxt;		/* the entries of one read */
@@ -121,5 +122,15 @@ extern bool repl_batch_add(ReplSync *rs, const ReplEntry *e);
 extern void repl_batch_apply(ReplSync *rs);
 extern void repl_apply_truncate(ReplSync *rs, const ReplEntry *e);
 extern bool repl_batch_full(const ReplSync *rs);
+
+/* repl_strict.c: the fallback when folded changes break a target constraint. */
+extern void repl_strict_add(ReplSync *rs, const ReplEntry *e);
+extern void repl_strict_flush(ReplSync *rs);
+
+/* repl_batch.c, shared with repl_strict.c */
+extern char *repl_key_of(const ReplShape *s, char **texts, char **fallback);
+extern bool repl_key_positive(const char *key);
+extern int	repl_key_col(const ReplShape *s, int k);
+extern void repl_append_on_conflict(StringInfo sql, const ReplShape *s);
 
 #endif

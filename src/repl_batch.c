@@ -14,9 +14,8 @@
  *
  * Folding can reorder changes of different rows. If the target rejects a
  * batch for a constraint (a unique value that moved from one row to
- * another), the sync runs again in strict mode (repl_sync.c): a batch then
- * holds only consecutive entries of one table and one operation, so changes
- * reach the target in the order they were made.
+ * another), the sync runs again in strict mode (repl_strict.c), one
+ * statement per entry in the order the changes were made.
  */
 #include "postgres.h"
 
@@ -76,8 +75,6 @@ repl_batch_reset(ReplSync *rs)
 		t->nrows = 0;
 	}
 	rs->entries_in_batch = 0;
-	rs->last_table = -1;
-	rs->last_op = 0;
 }
 
 bool
@@ -87,8 +84,8 @@ repl_batch_full(const ReplSync *rs)
 }
 
 /* The key of an image (by attribute index) as the row map keys it. */
-static char *
-key_of(const ReplShape *s, char **texts, char **fallback)
+char *
+repl_key_of(const ReplShape *s, char **texts, char **fallback)
 {
 	StringInfoData buf;
 
@@ -109,8 +106,8 @@ key_of(const ReplShape *s, char **texts, char **fallback)
 }
 
 /* positive_keys_only: the one key column's value is above zero. */
-static bool
-key_positive(const char *key)
+bool
+repl_key_positive(const char *key)
 {
 	if (key[0] == '-' || strcmp(key, "\\N") == 0)
 		return false;
@@ -178,14 +175,10 @@ repl_batch_add(ReplSync *rs, const ReplEntry *e)
 	Assert(e->op != ILOG_TRUNCATE);
 	if (rs->entries_in_batch > 0)
 	{
-		/* a batch holds one shape per table; in strict mode, one table and one operation */
+		/* a batch holds one shape per table */
 		if (t->shape != NULL && t->shape != s)
 			return false;
-		if (rs->strict && (rs->last_table != e->table || rs->last_op != e->op))
-			return false;
 	}
-	rs->last_table = e->table;
-	rs->last_op = e->op;
 	rs->entries_in_batch++;
 
 	old = MemoryContextSwitchTo(rs->batch_cxt);
@@ -205,8 +198,8 @@ repl_batch_add(ReplSync *rs, const ReplEntry *e)
 
 	if (e->op == ILOG_INSERT)
 	{
-		key = key_of(s, e->new, NULL);
-		if (!rs->positive_keys_only || key_positive(key))
+		key = repl_key_of(s, e->new, NULL);
+		if (!rs->positive_keys_only || repl_key_positive(key))
 		{
 			row = row_new(t, key, true);
 			merge_values(s, row, e->new);
@@ -216,8 +209,8 @@ repl_batch_add(ReplSync *rs, const ReplEntry *e)
 	}
 	else if (e->op == ILOG_DELETE)
 	{
-		key = key_of(s, e->old, NULL);
-		if (!rs->positive_keys_only || key_positive(key))
+		key = repl_key_of(s, e->old, NULL);
+		if (!rs->positive_keys_only || repl_key_positive(key))
 		{
 			row = row_find(t, key);
 			if (row == NULL)
@@ -229,10 +222,10 @@ repl_batch_add(ReplSync *rs, const ReplEntry *e)
 	}
 	else
 	{
-		char	   *before = key_of(s, e->old, NULL);
-		char	   *after = key_of(s, e->new, e->old);
-		bool		before_ok = !rs->positive_keys_only || key_positive(before);
-		bool		after_ok = !rs->positive_keys_only || key_positive(after);
+		char	   *before = repl_key_of(s, e->old, NULL);
+		char	   *after = repl_key_of(s, e->new, e->old);
+		bool		before_ok = !rs->positive_keys_only || repl_key_positive(before);
+		bool		after_ok = !rs->positive_keys_only || repl_key_positive(after);
 
 		/* positive_keys_only: a row leaving the positive keys is deleted; one entering them is not known whole */
 		if (before_ok)
@@ -275,8 +268,8 @@ stage_name(int table, int32 layout)
 }
 
 /* The column of the shape that holds key column k. */
-static int
-key_col(const ReplShape *s, int k)
+int
+repl_key_col(const ReplShape *s, int k)
 {
 	for (int c = 0; c < s->ncols; c++)
 		if (s->atts[c] == s->keys[k])
@@ -301,7 +294,7 @@ stage_ensure(ReplSync *rs, int ti)
 					 "NULL::integer AS \"dbsync#ord\", NULL::\"char\" AS \"dbsync#kind\", "
 					 "NULL::boolean[] AS \"dbsync#mask\"", ti, s->layout);
 	for (int k = 0; k < s->nkeys; k++)
-		appendStringInfo(&sql, ", t.%s AS \"dbsync#key%d\"", s->names[key_col(s, k)], k + 1);
+		appendStringInfo(&sql, ", t.%s AS \"dbsync#key%d\"", s->names[repl_key_col(s, k)], k + 1);
 	for (int c = 0; c < s->ncols; c++)
 		appendStringInfo(&sql, ", t.%s", s->names[c]);
 	appendStringInfo(&sql, " FROM ONLY %s t WITH NO DATA", t->name);
@@ -382,7 +375,7 @@ static void
 key_match(StringInfo sql, const ReplShape *s)
 {
 	for (int k = 0; k < s->nkeys; k++)
-		appendStringInfo(sql, " AND t.%s = s.\"dbsync#key%d\"", s->names[key_col(s, k)], k + 1);
+		appendStringInfo(sql, " AND t.%s = s.\"dbsync#key%d\"", s->names[repl_key_col(s, k)], k + 1);
 }
 
 static void
@@ -411,23 +404,14 @@ update_sql(StringInfo sql, ReplSync *rs, int ti)
 	appendStringInfoString(sql, ";\n");
 }
 
-static void
-upsert_sql(StringInfo sql, ReplSync *rs, int ti)
+void
+repl_append_on_conflict(StringInfo sql, const ReplShape *s)
 {
-	ReplTable  *t = &rs->tables[ti];
-	ReplShape  *s = t->shape;
 	bool		any = false;
 
-	appendStringInfo(sql, "INSERT INTO %s AS t (", t->name);
-	for (int c = 0; c < s->ncols; c++)
-		appendStringInfo(sql, "%s%s", c > 0 ? ", " : "", s->names[c]);
-	appendStringInfoString(sql, ") SELECT ");
-	for (int c = 0; c < s->ncols; c++)
-		appendStringInfo(sql, "%ss.%s", c > 0 ? ", " : "", s->names[c]);
-	appendStringInfo(sql, " FROM %s s WHERE s.\"dbsync#kind\" = 'F' ORDER BY s.\"dbsync#ord\" ON CONFLICT (",
-					 stage_name(ti, s->layout));
+	appendStringInfoString(sql, " ON CONFLICT (");
 	for (int k = 0; k < s->nkeys; k++)
-		appendStringInfo(sql, "%s%s", k > 0 ? ", " : "", s->names[key_col(s, k)]);
+		appendStringInfo(sql, "%s%s", k > 0 ? ", " : "", s->names[repl_key_col(s, k)]);
 	appendStringInfoString(sql, ") DO ");
 	for (int c = 0; c < s->ncols; c++)
 	{
@@ -441,7 +425,26 @@ upsert_sql(StringInfo sql, ReplSync *rs, int ti)
 		appendStringInfo(sql, "%s%s = EXCLUDED.%s", any ? ", " : "UPDATE SET ", s->names[c], s->names[c]);
 		any = true;
 	}
-	appendStringInfoString(sql, any ? ";\n" : "NOTHING;\n");
+	if (!any)
+		appendStringInfoString(sql, "NOTHING");
+}
+
+static void
+upsert_sql(StringInfo sql, ReplSync *rs, int ti)
+{
+	ReplTable  *t = &rs->tables[ti];
+	ReplShape  *s = t->shape;
+
+	appendStringInfo(sql, "INSERT INTO %s AS t (", t->name);
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(sql, "%s%s", c > 0 ? ", " : "", s->names[c]);
+	appendStringInfoString(sql, ") SELECT ");
+	for (int c = 0; c < s->ncols; c++)
+		appendStringInfo(sql, "%ss.%s", c > 0 ? ", " : "", s->names[c]);
+	appendStringInfo(sql, " FROM %s s WHERE s.\"dbsync#kind\" = 'F' ORDER BY s.\"dbsync#ord\"",
+					 stage_name(ti, s->layout));
+	repl_append_on_conflict(sql, s);
+	appendStringInfoString(sql, ";\n");
 }
 
 void

@@ -116,8 +116,11 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 			if (e->op == ILOG_TRUNCATE)
 			{
 				repl_batch_apply(rs);
+				repl_strict_flush(rs);
 				repl_apply_truncate(rs, e);
 			}
+			else if (rs->strict)
+				repl_strict_add(rs, e);
 			else
 			{
 				if (repl_batch_full(rs))
@@ -134,6 +137,7 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 			break;
 	}
 	repl_batch_apply(rs);
+	repl_strict_flush(rs);
 
 	rs->applied_after = Max(rs->applied_before, horizon - 1);
 	params[0] = rs->stream;
@@ -161,7 +165,7 @@ repl_sync_init(ReplSync *rs, TxnScope *tx, int64 target_key, bool strict)
 	ctl.entrysize = sizeof(int64);
 	ctl.hcxt = rs->sync_cxt;
 	rs->xids = hash_create("dbsync replication xids", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	rs->last_table = -1;
+	initStringInfo(&rs->strict_sql);
 }
 
 /* Whether an error must end the whole sync rather than one target's part of it. */
