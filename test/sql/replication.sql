@@ -48,12 +48,16 @@ CREATE TABLE rt_nokey (a int, b text);
 CREATE TABLE rt_textkey (code text PRIMARY KEY);
 SELECT dbsync_track(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey}'::regclass[]) t;
 RESET client_min_messages;
-SELECT format('CREATE SERVER rt_target FOREIGN DATA WRAPPER dbsync OPTIONS (api %L, host %L, port %L, dbname %L, sslmode %L, timeout %L)',
-              'postgres', split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
-              'regress_repl_target', 'disable', '20s') \gexec
-SELECT format('CREATE SERVER rt_nodb FOREIGN DATA WRAPPER dbsync OPTIONS (api %L, host %L, port %L, dbname %L, sslmode %L)',
-              'postgres', split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
-              'regress_repl_no_such_db', 'disable') \gexec
+-- Servers for databases of this cluster (its socket directory changes from run to run).
+CREATE PROCEDURE rt_server(name text, dbname text, timeout text) LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER dbsync OPTIONS (api %L, host %L, port %L, dbname %L, '
+                   'sslmode %L, timeout %L)', name, 'postgres',
+                   split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port'),
+                   dbname, 'disable', timeout);
+END $$;
+CALL rt_server('rt_target', 'regress_repl_target', '20s');
+CALL rt_server('rt_nodb', 'regress_repl_no_such_db', '20s');
 CREATE USER MAPPING FOR CURRENT_USER SERVER rt_target OPTIONS (user :'USER');
 CREATE USER MAPPING FOR CURRENT_USER SERVER rt_nodb OPTIONS (user :'USER');
 CREATE SERVER rt_flexi FOREIGN DATA WRAPPER dbsync OPTIONS (api 'flexi', url 'http://127.0.0.1:1', company 'x');
@@ -214,6 +218,23 @@ SELECT * FROM rt_show(dbsync_replication_sync(:k4), :m);
 SELECT * FROM rt_check ORDER BY id;
 \c :src
 
+-- A target slower than the server's timeout: the wait ends, the result fails, nothing is applied.
+\c regress_repl_target
+CREATE FUNCTION rt_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+CREATE TRIGGER rt_slow BEFORE INSERT ON rt_check FOR EACH ROW EXECUTE FUNCTION rt_slow();
+\c :src
+CALL rt_server('rt_impatient', 'regress_repl_target', '1s');
+CREATE USER MAPPING FOR CURRENT_USER SERVER rt_impatient OPTIONS (user :'USER');
+SELECT dbsync_replication_config_alter(:k4, targets => '{rt_impatient}') ->'databases'->0->'name' AS target;
+:mark \gset
+INSERT INTO rt_check VALUES (4, 1);
+SELECT * FROM rt_show(dbsync_replication_sync(:k4), :m);
+\c regress_repl_target
+DROP TRIGGER rt_slow ON rt_check;
+SELECT * FROM rt_check ORDER BY id;
+\c :src
+SELECT * FROM rt_show(dbsync_replication_sync(:k4), :m);
+
 -- positive_keys_only: rows with keys of zero or less stay on the source; a row leaving the positive keys is
 -- deleted on the target; TRUNCATE removes only positive keys there.
 SELECT dbsync_replication_config_alter(:k2, positive_keys_only => true) ->'positiveKeysOnly' AS positive;
@@ -334,9 +355,10 @@ REVOKE ALL ON FUNCTION dbsync_replication_config_create(text, text[], regclass[]
       dbsync_replication_config_drop(bigint)
       FROM regress_repl_user;
 DROP ROLE regress_repl_user;
-DROP SERVER rt_target, rt_nodb, rt_flexi CASCADE;
+DROP SERVER rt_target, rt_nodb, rt_flexi, rt_impatient CASCADE;
 SELECT dbsync_untrack(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey,rt_old}'::regclass[]) t;
 DROP TABLE rt_invoice, rt_customer, rt_types, rt_pos, rt_check, rt_wide, rt_missing, rt_nokey, rt_textkey, rt_old,
            rt_untracked;
 DROP FUNCTION rt_show(jsonb, bigint);
+DROP PROCEDURE rt_server(text, text, text);
 DROP DATABASE regress_repl_target;
