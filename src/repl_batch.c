@@ -155,12 +155,13 @@ row_new(ReplTable *t, char *key, bool inserted)
 	return row;
 }
 
+/* Copies the values into the batch (the entries are freed after each read). */
 static void
 merge_values(const ReplShape *s, ReplRow *row, char **texts)
 {
 	for (int c = 0; c < s->ncols; c++)
 		if (texts[s->atts[c]] != NULL)
-			row->vals[c] = texts[s->atts[c]];
+			row->vals[c] = pstrdup(texts[s->atts[c]]);
 }
 
 bool

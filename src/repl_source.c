@@ -135,10 +135,12 @@ repl_source_load(TxnScope *tx, ReplSync *rs, DbsyncServer **srv, bool *superuser
 			"  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
 			" WHERE i.indrelid = ct.relid AND i.indnkeyatts = 1 "
 			"   AND CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident "
-			"       ELSE false END) "
+			"       ELSE false END), "
+			"pg_catalog.has_table_privilege($2, ct.relid, 'SELECT') IS NOT FALSE "
 			"FROM dbsync.replication_config_table ct JOIN dbsync.ilog_table it ON it.relid = ct.relid "
 			"WHERE ct.config_key = $1 ORDER BY ct.table_name",
-			1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(rs->config_key)}, SPI_OK_SELECT);
+			2, (Oid[]) {INT8OID, OIDOID}, (Datum[]) {Int64GetDatum(rs->config_key), ObjectIdGetDatum(rs->owner)},
+			SPI_OK_SELECT);
 	rs->ntables = (int) SPI_processed;
 	rs->tables = palloc0(sizeof(ReplTable) * Max(rs->ntables, 1));
 	for (int i = 0; i < rs->ntables; i++)
@@ -146,6 +148,12 @@ repl_source_load(TxnScope *tx, ReplSync *rs, DbsyncServer **srv, bool *superuser
 		rs->tables[i].relid = atooid(spi_text(i, 1));
 		rs->tables[i].name = spi_text(i, 2);
 		rs->tables[i].key_column = spi_text(i, 3);
+		/* (a dropped table's remaining entries are still sent) */
+		if (strcmp(spi_text(i, 4), "t") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("dbsync: the owner of replication config \"%s\" may no longer read %s",
+							rs->config_name, rs->tables[i].name)));
 	}
 	rank_tables(rs);
 

@@ -161,6 +161,23 @@ SELECT * FROM rt_show(dbsync_replication_sync(:k1), :m);
 SELECT * FROM rt_customer WHERE id >= 30 ORDER BY id;
 \c :src
 
+-- A range longer than one read of the log and one batch: 30,000 inserts, updates of some, deletes of others.
+\c regress_repl_target
+CREATE TABLE rt_bulk (id int PRIMARY KEY, v text);
+\c :src
+CREATE TABLE rt_bulk (id int PRIMARY KEY, v text);
+SELECT dbsync_track('rt_bulk');
+SELECT dbsync_replication_config_alter(:k1, tables => '{rt_invoice,rt_customer,rt_types,rt_bulk}') ->'tables' AS tables;
+:mark \gset
+INSERT INTO rt_bulk SELECT i, 'v' || i FROM generate_series(1, 30000) i;
+UPDATE rt_bulk SET v = v || ' updated' WHERE id % 3 = 0;
+DELETE FROM rt_bulk WHERE id % 5 = 0;
+SELECT * FROM rt_show(dbsync_replication_sync(:k1), :m);
+SELECT md5(string_agg(t::text, '|' ORDER BY id)) AS h FROM rt_bulk t \gset bulk_
+\c regress_repl_target
+SELECT count(*) AS target_rows, md5(string_agg(t::text, '|' ORDER BY id)) = :'bulk_h' AS bulk_equal FROM rt_bulk t;
+\c :src
+
 -- Values of many types arrive exactly as they are on the source (compared as text in both databases).
 INSERT INTO rt_types VALUES
   (1, '2026-03-01 12:34:56.789+02', '2026-02-28', '1 year 2 mons 3 days 04:05:06.5', '\x00ff10', 0.1, '{"a": [1, 2.5, null]}',
@@ -337,6 +354,11 @@ ALTER USER MAPPING FOR regress_repl_user SERVER rt_target OPTIONS (ADD password 
 SET ROLE regress_repl_user;
 -- (this target trusts local connections: it never asks for the password, so the connection is still refused)
 SELECT * FROM rt_show(dbsync_replication_sync(:k6), :m);
+RESET ROLE;
+-- an owner who may no longer read a table cannot replicate it any more
+REVOKE SELECT ON rt_pos FROM regress_repl_user;
+SET ROLE regress_repl_user;
+SELECT * FROM rt_show(dbsync_replication_sync(:k6), :m);
 SELECT dbsync_replication_config_drop(:k6);
 RESET ROLE;
 -- the password appears in no result, status or job row
@@ -356,9 +378,9 @@ REVOKE ALL ON FUNCTION dbsync_replication_config_create(text, text[], regclass[]
       FROM regress_repl_user;
 DROP ROLE regress_repl_user;
 DROP SERVER rt_target, rt_nodb, rt_flexi, rt_impatient CASCADE;
-SELECT dbsync_untrack(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey,rt_old}'::regclass[]) t;
+SELECT dbsync_untrack(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey,rt_old,rt_bulk}'::regclass[]) t;
 DROP TABLE rt_invoice, rt_customer, rt_types, rt_pos, rt_check, rt_wide, rt_missing, rt_nokey, rt_textkey, rt_old,
-           rt_untracked;
+           rt_untracked, rt_bulk;
 DROP FUNCTION rt_show(jsonb, bigint);
 DROP PROCEDURE rt_server(text, text, text);
 DROP DATABASE regress_repl_target;
