@@ -141,6 +141,22 @@ BEGIN
 END
 $$;
 
+-- The config, if the caller may see it (its owner's role or a member of it); else it does not exist.
+CREATE FUNCTION dbsync.replication_config_visible(config_key bigint)
+RETURNS dbsync.replication_config
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c dbsync.replication_config;
+BEGIN
+    SELECT * INTO c FROM dbsync.replication_config r WHERE r.key = config_key;
+    IF NOT FOUND OR NOT pg_has_role(dbsync.ilog_caller(), c.owner, 'USAGE') THEN
+        RAISE EXCEPTION 'dbsync: replication config % does not exist', config_key USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN c;
+END
+$$;
+
 -- The config the caller may manage (its owner's role or a member of it), locked.
 CREATE FUNCTION dbsync.replication_config_for_update(config_key bigint)
 RETURNS dbsync.replication_config
@@ -358,34 +374,14 @@ $$;
 -- Like GET /api/devops/v1/replication/configs/<key>.
 CREATE FUNCTION @extschema@.dbsync_replication_config(key bigint)
 RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c dbsync.replication_config;
-BEGIN
-    SELECT * INTO c FROM dbsync.replication_config r WHERE r.key = dbsync_replication_config.key;
-    IF NOT FOUND OR NOT pg_has_role(dbsync.ilog_caller(), c.owner, 'USAGE') THEN
-        RAISE EXCEPTION 'dbsync: replication config % does not exist', key USING ERRCODE = 'undefined_object';
-    END IF;
-    RETURN dbsync.replication_config_json(c);
-END
-$$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT dbsync.replication_config_json(dbsync.replication_config_visible(key)) $$;
 
 -- Like POST .../configs/<key>/sync: sends what the iLog recorded since the last sync, one result per target.
 CREATE FUNCTION @extschema@.dbsync_replication_sync(key bigint)
 RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c dbsync.replication_config;
-BEGIN
-    SELECT * INTO c FROM dbsync.replication_config r WHERE r.key = dbsync_replication_sync.key;
-    IF NOT FOUND OR NOT pg_has_role(dbsync.ilog_caller(), c.owner, 'USAGE') THEN
-        RAISE EXCEPTION 'dbsync: replication config % does not exist', key USING ERRCODE = 'undefined_object';
-    END IF;
-    RETURN dbsync.replication_run(c.key);
-END
-$$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT dbsync.replication_run((dbsync.replication_config_visible(key)).key) $$;
 
 -- Like POST /api/devops/v1/replication/sync: every enabled config the caller may manage.
 CREATE FUNCTION @extschema@.dbsync_replication_sync()
@@ -529,6 +525,7 @@ REVOKE ALL ON FUNCTION dbsync.replication_run(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.replication_check_tables(regclass[], boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.replication_check_targets(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.replication_config_for_update(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbsync.replication_config_visible(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.replication_schedule(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.replication_add_targets(bigint, text[], bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.replication_set_tables(bigint, regclass[]) FROM PUBLIC;
