@@ -108,6 +108,8 @@ typedef struct ReplSync
 /* repl_source.c: the source side, each call one step of tx. */
 extern void repl_source_load(TxnScope *tx, ReplSync *rs, DbsyncServer **srv, bool *superuser);
 extern int64 repl_source_horizon(TxnScope *tx);
+/* The last version the sync delivers: below the horizon, between transactions. */
+extern int64 repl_source_cut(TxnScope *tx, ReplSync *rs, int64 after, int64 horizon);
 /* Reads and decodes up to limit entries with after < version < below, in version order. */
 extern List *repl_source_read(TxnScope *tx, ReplSync *rs, int64 after, int64 below, int limit);
 extern char *repl_copy_escape(const char *value);

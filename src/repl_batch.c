@@ -439,7 +439,8 @@ upsert_sql(StringInfo sql, ReplSync *rs, int ti)
 	appendStringInfo(sql, "INSERT INTO %s AS t (", t->name);
 	for (int c = 0; c < s->ncols; c++)
 		appendStringInfo(sql, "%s%s", c > 0 ? ", " : "", s->names[c]);
-	appendStringInfoString(sql, ") SELECT ");
+	/* (identity columns GENERATED ALWAYS on the target take the source's values) */
+	appendStringInfoString(sql, ") OVERRIDING SYSTEM VALUE SELECT ");
 	for (int c = 0; c < s->ncols; c++)
 		appendStringInfo(sql, "%ss.%s", c > 0 ? ", " : "", s->names[c]);
 	appendStringInfo(sql, " FROM %s s WHERE s.\"dbsync#kind\" = 'F' ORDER BY s.\"dbsync#ord\"",

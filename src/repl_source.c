@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -173,6 +174,69 @@ repl_source_horizon(TxnScope *tx)
 	return horizon;
 }
 
+/* The config's tables as an oid[] Datum. */
+static Datum
+table_oids(ReplSync *rs)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(rs->ntables, 1));
+
+	for (int i = 0; i < rs->ntables; i++)
+		elems[i] = ObjectIdGetDatum(rs->tables[i].relid);
+	return PointerGetDatum(construct_array(elems, rs->ntables, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/*
+ * The last version a sync may deliver: below the horizon, and not inside a
+ * transaction. A transaction that wrote before the horizon and again after it
+ * (a younger one still open in between) would otherwise reach the target in
+ * halves. Among the versions where a range may end (just before some
+ * transaction's first entry, or just below the horizon), the highest one that
+ * no transaction of the config's tables spans.
+ */
+int64
+repl_source_cut(TxnScope *tx, ReplSync *rs, int64 after, int64 horizon)
+{
+	static SPIPlanPtr plan;
+	Datum		args[3];
+	Snapshot	snap;
+	bool		isnull;
+	Datum		d;
+	int64		cut;
+	int			rc;
+
+	txn_begin(tx);
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("WITH x AS (SELECT min(version) AS lo, max(version) AS hi FROM dbsync.ilog "
+						   "           WHERE version > $1 AND tbl = ANY ($3) GROUP BY xid), "
+						   "w AS (SELECT lo, max(hi) OVER (ORDER BY lo ROWS BETWEEN UNBOUNDED PRECEDING "
+						   "                                AND 1 PRECEDING) AS hi_before FROM x) "
+						   "SELECT max(e) FROM (SELECT lo - 1 AS e FROM w WHERE lo < $2 AND "
+						   "                    (hi_before IS NULL OR hi_before < lo) "
+						   "                    UNION ALL "
+						   "                    SELECT $2 - 1 WHERE NOT EXISTS "
+						   "                    (SELECT FROM x WHERE lo < $2 AND hi >= $2)) c",
+						   3, (Oid[]) {INT8OID, INT8OID, OIDARRAYOID});
+		if (plan == NULL)
+			elog(ERROR, "dbsync: could not prepare the replication cut: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	args[0] = Int64GetDatum(after);
+	args[1] = Int64GetDatum(horizon);
+	args[2] = table_oids(rs);
+	/* a snapshot taken after the horizon sees every transaction below it */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 1);
+	UnregisterSnapshot(snap);
+	MemoryContextSwitchTo(tx->work_cxt);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "dbsync: could not find where the replication range ends");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	cut = isnull ? after : Max(after, DatumGetInt64(d));
+	txn_commit(tx);
+	return cut;
+}
+
 char *
 repl_copy_escape(const char *value)
 {
@@ -204,9 +268,18 @@ repl_copy_escape(const char *value)
 	return buf.data;
 }
 
+/* Whether the table's column is generated (the target computes it: it is never sent). */
+static bool
+generated_column(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	return attnum != InvalidAttrNumber && get_attgenerated(relid, attnum) != '\0';
+}
+
 /* The replication view of a layout, made once per sync. */
 static ReplShape *
-shape_get(ReplSync *rs, int32 layout, const char *table)
+shape_get(ReplSync *rs, int32 layout, Oid relid, const char *table)
 {
 	ListCell   *lc;
 	IlogLayout *l;
@@ -233,7 +306,7 @@ shape_get(ReplSync *rs, int32 layout, const char *table)
 	s->atts = palloc(sizeof(int) * Max(l->natts, 1));
 	s->names = palloc(sizeof(char *) * Max(l->natts, 1));
 	for (int i = 0; i < l->natts; i++)
-		if (!l->cols[i].dropped && l->names[i] != NULL)
+		if (!l->cols[i].dropped && l->names[i] != NULL && !generated_column(relid, l->names[i]))
 		{
 			s->atts[s->ncols] = i;
 			s->names[s->ncols++] = pstrdup(quote_identifier(l->names[i]));
@@ -277,7 +350,6 @@ static List *
 read_entries(ReplSync *rs, int64 after, int64 below, int limit)
 {
 	static SPIPlanPtr plan;
-	Datum	   *elems = palloc(sizeof(Datum) * Max(rs->ntables, 1));
 	Datum		args[4];
 	Snapshot	snap;
 	List	   *entries = NIL;
@@ -292,11 +364,9 @@ read_entries(ReplSync *rs, int64 after, int64 below, int limit)
 			elog(ERROR, "dbsync: could not prepare the iLog read: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
 	}
-	for (int i = 0; i < rs->ntables; i++)
-		elems[i] = ObjectIdGetDatum(rs->tables[i].relid);
 	args[0] = Int64GetDatum(after);
 	args[1] = Int64GetDatum(below);
-	args[2] = PointerGetDatum(construct_array(elems, rs->ntables, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	args[2] = table_oids(rs);
 	args[3] = Int32GetDatum(limit);
 	/* a snapshot taken after the horizon sees every transaction below it */
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -340,7 +410,7 @@ read_entries(ReplSync *rs, int64 after, int64 below, int limit)
 			bool	   *nulls,
 					   *present;
 
-			e->shape = shape_get(rs, layout, rs->tables[e->table].name);
+			e->shape = shape_get(rs, layout, tbl, rs->tables[e->table].name);
 			l = ilog_layout_get(layout);
 			n = Max(l->natts, 1);
 			values = palloc(sizeof(Datum) * n);

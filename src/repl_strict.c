@@ -58,7 +58,7 @@ append_insert(StringInfo sql, const char *table, const ReplShape *s, char **text
 	appendStringInfo(sql, "INSERT INTO %s (", table);
 	for (int c = 0; c < s->ncols; c++)
 		appendStringInfo(sql, "%s%s", c > 0 ? ", " : "", s->names[c]);
-	appendStringInfoString(sql, ") VALUES (");
+	appendStringInfoString(sql, ") OVERRIDING SYSTEM VALUE VALUES (");
 	for (int c = 0; c < s->ncols; c++)
 	{
 		const char *v = texts[s->atts[c]];

@@ -93,6 +93,7 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 	DbsyncServer *srv;
 	bool		superuser;
 	int64		horizon;
+	int64		end;
 	int64		after;
 	const char *params[3];
 
@@ -100,6 +101,7 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 	rs->conn = pg_target_connect(srv, superuser);
 	rs->applied_before = rs->applied_after = after = target_begin(rs, source);
 	horizon = repl_source_horizon(tx);
+	end = repl_source_cut(tx, rs, after, horizon);
 
 	for (;;)
 	{
@@ -107,7 +109,7 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 		ListCell   *lc;
 
 		MemoryContextReset(rs->read_cxt);
-		entries = repl_source_read(tx, rs, after, horizon, REPL_READ_LIMIT);
+		entries = repl_source_read(tx, rs, after, end + 1, REPL_READ_LIMIT);
 		foreach(lc, entries)
 		{
 			ReplEntry  *e = lfirst(lc);
@@ -139,7 +141,7 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 	repl_batch_apply(rs);
 	repl_strict_flush(rs);
 
-	rs->applied_after = Max(rs->applied_before, horizon - 1);
+	rs->applied_after = end;
 	params[0] = rs->stream;
 	params[1] = psprintf(INT64_FORMAT, rs->applied_after);
 	(void) pg_target_exec_params(rs->conn,

@@ -192,6 +192,22 @@ SELECT md5(string_agg(t::text, '|' ORDER BY id)) AS h FROM rt_types t \gset src_
 SELECT md5(string_agg(t::text, '|' ORDER BY id)) = :'src_h' AS types_equal FROM rt_types t;
 \c :src
 
+-- Identity columns GENERATED ALWAYS take the source's values; stored generated columns are computed by the target.
+\c regress_repl_target
+CREATE TABLE rt_gen (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) STORED);
+\c :src
+CREATE TABLE rt_gen (id int GENERATED ALWAYS AS IDENTITY (START WITH 100) PRIMARY KEY, a int,
+                     b int GENERATED ALWAYS AS (a * 2) STORED);
+SELECT dbsync_track('rt_gen');
+SELECT dbsync_replication_config_alter(:k1, tables => '{rt_invoice,rt_customer,rt_types,rt_bulk,rt_gen}') ->'tables' AS tables;
+:mark \gset
+INSERT INTO rt_gen (a) VALUES (1), (2);
+UPDATE rt_gen SET a = 5 WHERE id = 101;
+SELECT * FROM rt_show(dbsync_replication_sync(:k1), :m);
+\c regress_repl_target
+SELECT * FROM rt_gen ORDER BY id;
+\c :src
+
 -- A second target that cannot be reached: its result fails with a clear message, the first still syncs.
 SELECT dbsync_replication_config_alter(:k1, targets => '{rt_target,rt_nodb}') ->'databases' @> '[{"name": "rt_nodb"}]' AS added;
 :mark \gset
@@ -378,9 +394,9 @@ REVOKE ALL ON FUNCTION dbsync_replication_config_create(text, text[], regclass[]
       FROM regress_repl_user;
 DROP ROLE regress_repl_user;
 DROP SERVER rt_target, rt_nodb, rt_flexi, rt_impatient CASCADE;
-SELECT dbsync_untrack(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey,rt_old,rt_bulk}'::regclass[]) t;
+SELECT dbsync_untrack(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey,rt_old,rt_bulk,rt_gen}'::regclass[]) t;
 DROP TABLE rt_invoice, rt_customer, rt_types, rt_pos, rt_check, rt_wide, rt_missing, rt_nokey, rt_textkey, rt_old,
-           rt_untracked, rt_bulk;
+           rt_untracked, rt_bulk, rt_gen;
 DROP FUNCTION rt_show(jsonb, bigint);
 DROP PROCEDURE rt_server(text, text, text);
 DROP DATABASE regress_repl_target;
