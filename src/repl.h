@@ -99,7 +99,7 @@ typedef struct ReplSync
 	int			entries_in_batch;
 	StringInfoData strict_sql;	/* strict mode: statements not yet sent */
 	int			strict_count;
-	List	   *shapes;			/* ReplShape of the layouts seen */
+	List	   *shapes;			/* the shape of each layout seen (repl_source.c) */
 	MemoryContext sync_cxt;		/* lives as long as the sync */
 	MemoryContext read_cxt;		/* the entries of one read */
 	MemoryContext batch_cxt;	/* the row states of one batch */

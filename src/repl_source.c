@@ -277,20 +277,46 @@ generated_column(Oid relid, const char *name)
 	return attnum != InvalidAttrNumber && get_attgenerated(relid, attnum) != '\0';
 }
 
-/* The replication view of a layout, made once per sync. */
+/* A layout and the shape the sync uses for it. */
+typedef struct ShapeOf
+{
+	int32		layout;
+	ReplShape  *shape;
+} ShapeOf;
+
+static bool
+same_shape(const ReplShape *a, const ReplShape *b)
+{
+	if (a->natts != b->natts || a->ncols != b->ncols || a->nkeys != b->nkeys)
+		return false;
+	for (int c = 0; c < a->ncols; c++)
+		if (a->atts[c] != b->atts[c] || strcmp(a->names[c], b->names[c]) != 0)
+			return false;
+	for (int k = 0; k < a->nkeys; k++)
+		if (a->keys[k] != b->keys[k])
+			return false;
+	return true;
+}
+
+/*
+ * The replication view of a layout, made once per sync. Layouts of the same
+ * shape share one view (writers that first wrote a table at the same moment
+ * may each have registered a layout), so their entries fold into one batch.
+ */
 static ReplShape *
 shape_get(ReplSync *rs, int32 layout, Oid relid, const char *table)
 {
 	ListCell   *lc;
 	IlogLayout *l;
 	ReplShape  *s;
+	ShapeOf    *of;
 	MemoryContext old;
 
 	foreach(lc, rs->shapes)
 	{
-		s = lfirst(lc);
-		if (s->layout == layout)
-			return s;
+		of = lfirst(lc);
+		if (of->layout == layout)
+			return of->shape;
 	}
 	l = ilog_layout_get(layout);
 	if (l->whole_row)
@@ -315,7 +341,19 @@ shape_get(ReplSync *rs, int32 layout, Oid relid, const char *table)
 	s->keys = palloc(sizeof(int) * Max(l->nkeys, 1));
 	for (int k = 0; k < l->nkeys; k++)
 		s->keys[k] = l->keys[k] - 1;
-	rs->shapes = lappend(rs->shapes, s);
+	foreach(lc, rs->shapes)
+	{
+		of = lfirst(lc);
+		if (same_shape(of->shape, s))
+		{
+			s = of->shape;
+			break;
+		}
+	}
+	of = palloc(sizeof(ShapeOf));
+	of->layout = layout;
+	of->shape = s;
+	rs->shapes = lappend(rs->shapes, of);
 	MemoryContextSwitchTo(old);
 	return s;
 }
