@@ -214,6 +214,11 @@ SELECT dbsync_replication_config_alter(:k1, targets => '{rt_target,rt_nodb}') ->
 INSERT INTO rt_customer VALUES (40, 'Dora', 'D');
 SELECT * FROM rt_show(dbsync_replication_sync(:k1), :m);
 SELECT server, last_success, last_error IS NOT NULL AS has_error FROM dbsync.replication_status ORDER BY target_key;
+-- a target without a user mapping for the config's owner fails the same way, naming what is missing
+CALL rt_server('rt_nomap', 'regress_repl_target', '20s');
+SELECT dbsync_replication_config_alter(:k1, targets => '{rt_target,rt_nomap}') ->'databases' @> '[{"name": "rt_nomap"}]' AS added;
+SELECT target, success, regexp_replace(error, 'role "[^"]*"', 'role "..."') AS error
+  FROM rt_show(dbsync_replication_sync(:k1), :m) ORDER BY target;
 SELECT jsonb_array_length(dbsync_replication_config_alter(:k1, targets => '{rt_target}') ->'databases') AS targets_left;
 
 -- A table missing on the target, a column missing, a row the target rejects: that target fails, nothing of the
@@ -393,7 +398,7 @@ REVOKE ALL ON FUNCTION dbsync_replication_config_create(text, text[], regclass[]
       dbsync_replication_config_drop(bigint)
       FROM regress_repl_user;
 DROP ROLE regress_repl_user;
-DROP SERVER rt_target, rt_nodb, rt_flexi, rt_impatient CASCADE;
+DROP SERVER rt_target, rt_nodb, rt_flexi, rt_impatient, rt_nomap CASCADE;
 SELECT dbsync_untrack(t) FROM unnest('{rt_customer,rt_invoice,rt_types,rt_pos,rt_check,rt_wide,rt_missing,rt_nokey,rt_textkey,rt_old,rt_bulk,rt_gen}'::regclass[]) t;
 DROP TABLE rt_invoice, rt_customer, rt_types, rt_pos, rt_check, rt_wide, rt_missing, rt_nokey, rt_textkey, rt_old,
            rt_untracked, rt_bulk, rt_gen;
