@@ -43,7 +43,9 @@ OBJS = \
 	src/repl_batch.o \
 	src/repl_strict.o \
 	src/repl_sync.o \
-	src/repl_sql.o
+	src/repl_sql.o \
+	src/job_wake.o \
+	src/job_kinds.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"

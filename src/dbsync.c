@@ -3,6 +3,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -24,6 +26,9 @@ int			dbsync_upgrade_poll_interval_s = 60;
 char	   *dbsync_upgrade_download_dir = NULL;
 int			dbsync_export_poll_interval_ms = 10000;
 char	   *dbsync_export_download_dir = NULL;
+int			dbsync_max_runners = 2;
+int			dbsync_job_history_s = 7 * 24 * 3600;
+int			dbsync_map_batch_size = 10000;
 
 void		_PG_init(void);
 
@@ -109,6 +114,30 @@ _PG_init(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.max_runners",
+							"Most job runners working at once for one database.",
+							"Each is a background worker: max_worker_processes must leave room for them.",
+							&dbsync_max_runners,
+							2, 1, DBSYNC_MAX_RUNNERS,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.job_history",
+							"How long finished one-off jobs stay in dbsync.job.",
+							NULL,
+							&dbsync_job_history_s,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dbsync.map_batch_size",
+							"Staged records the worker applies to mapped tables per transaction.",
+							NULL,
+							&dbsync_map_batch_size,
+							10000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dbsync");
 

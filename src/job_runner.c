@@ -168,6 +168,16 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 			run_ilog_maintain(&tx, job);
 		else if (strcmp(job->kind, "replication_sync") == 0)
 			run_replication_sync(&tx, job);
+		else if (strcmp(job->kind, "map_apply") == 0 && job->has_subscription)
+			run_map_apply(&tx, job);
+		else if (strcmp(job->kind, "checkpoint_retry") == 0 && job->has_subscription)
+			run_checkpoint_retry(&tx, job);
+		else if (strcmp(job->kind, "call") == 0)
+			run_call(&tx, job);
+		else if (strcmp(job->kind, "noop") == 0)
+			run_noop(&tx, job);
+		else if (strcmp(job->kind, "job_purge") == 0)
+			run_job_purge(&tx, job);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -189,6 +199,18 @@ run_job(MemoryContext job_cxt, const DbsyncJob *job)
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* After a claim: if more jobs are due, every runner is busy and the limit allows, one more starts. */
+static void
+ask_for_help(int slot)
+{
+	int			alive;
+	int			idle;
+
+	dbsync_runner_counts(slot, NULL, 0, &alive, &idle);
+	if (idle == 0 && alive < dbsync_max_runners && jobs_more_due_now())
+		dbsync_request_runner(slot);
 }
 
 /* Exits, telling the launcher when to start the next runner (at most dbsync.naptime away). */
@@ -214,7 +236,8 @@ dbsync_runner_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 	if (!dbsync_claim_runner_slot(slot))
-		proc_exit(0);			/* the database has its runner already */
+		proc_exit(0);			/* the database has its runners already */
+	dbsync_am_runner = true;
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("dbsync job runner");
 
@@ -256,11 +279,17 @@ dbsync_runner_main(Datum arg)
 		claimed = jobs_claim_next(&job);
 		if (!claimed)
 			has_due = jobs_next_due(&due);
+		else
+		{
+			dbsync_runner_set_busy(slot, true);
+			ask_for_help(slot);
+		}
 		txn_commit(&tx);
 
 		if (claimed)
 		{
 			run_job(job_cxt, &job);
+			dbsync_runner_set_busy(slot, false);
 			continue;
 		}
 		if (has_due)

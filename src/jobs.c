@@ -29,7 +29,7 @@ jobs_claim_next(DbsyncJob *job)
 	if (txn_execute(txn_plan(&p,
 							  "UPDATE dbsync.job SET state = 'running', runner_pid = pg_backend_pid(), "
 							  "started_at = now() WHERE id = (SELECT j.id FROM dbsync.job j WHERE " ELIGIBLE
-							  " AND j.run_at <= now() ORDER BY j.run_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+							  " AND j.run_at <= now() ORDER BY j.priority, j.run_at, j.id LIMIT 1 FOR UPDATE SKIP LOCKED) "
 							  "RETURNING id, kind, subscription_id, owner, args::text",
 							  0, NULL), NULL, NULL, false) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim a job");
@@ -59,7 +59,7 @@ jobs_finish_ok(const DbsyncJob *job, int retry_ms, const char *result_json)
 							  "THEN 'done' ELSE 'pending' END, "
 							  "run_at = CASE WHEN $2 > 0 THEN now() + $2 * interval '1 millisecond' "
 							  "WHEN repeat_every IS NOT NULL THEN now() + repeat_every ELSE run_at END, "
-							  "attempts = 0, runner_pid = NULL, finished_at = now(), last_error = NULL, "
+							  "attempts = 0, runner_pid = NULL, finished_at = clock_timestamp(), last_error = NULL, "
 							  "result = $3::jsonb WHERE id = $1",
 							  3, types), values, NULL, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not finish job " INT64_FORMAT, job->id);
@@ -74,7 +74,7 @@ jobs_finish_final(const DbsyncJob *job, const char *result_json, bool gave_up)
 
 	if (txn_execute(txn_plan(&p,
 							 "UPDATE dbsync.job SET state = CASE WHEN $3 THEN 'failed' ELSE 'done' END, attempts = 0, "
-							 "runner_pid = NULL, finished_at = now(), "
+							 "runner_pid = NULL, finished_at = clock_timestamp(), "
 							 "last_error = CASE WHEN $3 THEN $2::jsonb->>'error' END, result = $2::jsonb WHERE id = $1",
 							 3, types), values, NULL, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not finish job " INT64_FORMAT, job->id);
@@ -90,7 +90,7 @@ jobs_finish_error(const DbsyncJob *job, const char *error)
 	/* Retry after min(interval, 10 s) doubled per failure, at most dbsync.max_backoff. */
 	if (txn_execute(txn_plan(&p,
 							  "UPDATE dbsync.job SET attempts = attempts + 1, runner_pid = NULL, "
-							  "finished_at = now(), last_error = $2, "
+							  "finished_at = clock_timestamp(), last_error = $2, "
 							  "state = CASE WHEN repeat_every IS NULL AND attempts + 1 >= max_attempts "
 							  "THEN 'failed' ELSE 'pending' END, "
 							  "run_at = now() + least(least(coalesce(repeat_every, interval '10 seconds'), "
@@ -112,6 +112,17 @@ jobs_repair(void)
 					NULL, NULL, false) != SPI_OK_UPDATE)
 		elog(ERROR, "could not repair interrupted jobs");
 	return SPI_processed;
+}
+
+bool
+jobs_more_due_now(void)
+{
+	static SPIPlanPtr p;
+
+	if (txn_execute(txn_plan(&p, "SELECT FROM dbsync.job j WHERE " ELIGIBLE " AND j.run_at <= now() LIMIT 1",
+							 0, NULL), NULL, NULL, true) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the job queue");
+	return SPI_processed > 0;
 }
 
 bool

@@ -46,6 +46,16 @@ extern void jobs_finish_error(const DbsyncJob *job, const char *error);
 /* Jobs left running by a runner that died: pending again. Returns how many. */
 extern uint64 jobs_repair(void);
 
+/* Whether another job is due now (after a claim). */
+extern bool jobs_more_due_now(void);
+
+/* The kinds of the connector layer and the queue itself (job_kinds.c). */
+extern void run_map_apply(struct TxnScope *tx, const DbsyncJob *job);
+extern void run_checkpoint_retry(struct TxnScope *tx, const DbsyncJob *job);
+extern void run_call(struct TxnScope *tx, const DbsyncJob *job);
+extern void run_noop(struct TxnScope *tx, const DbsyncJob *job);
+extern void run_job_purge(struct TxnScope *tx, const DbsyncJob *job);
+
 /* When the next job is due; false when none is pending. */
 extern bool jobs_next_due(TimestampTz *due);
 

@@ -78,9 +78,9 @@ dbsync_check_server(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(dbsync_wake_worker);
 
-/* Asks the launcher to start this database's runner; false when no worker serves it. */
+/* Wakes this database's runners when the transaction commits; false when no worker serves it. */
 Datum
 dbsync_wake_worker(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(dbsync_wake_database(get_database_name(MyDatabaseId)));
+	PG_RETURN_BOOL(dbsync_wake_at_commit());
 }

@@ -24,7 +24,8 @@
 
 #include "worker.h"
 
-static BackgroundWorkerHandle *runners[DBSYNC_MAX_DATABASES];
+/* The runners this launcher started, per database. */
+static BackgroundWorkerHandle *runners[DBSYNC_MAX_DATABASES][DBSYNC_MAX_RUNNERS];
 
 void
 dbsync_register_launcher(void)
@@ -80,7 +81,7 @@ sync_slots(void)
 			strlcpy(sh->db[found].name, name, NAMEDATALEN);
 			sh->db[found].next_due = 0;
 			sh->db[found].wake = true;
-			sh->db[found].runner_pid = 0;
+			memset(sh->db[found].runner, 0, sizeof(sh->db[found].runner));
 		}
 		if (found >= 0)
 			listed[found] = true;
@@ -118,19 +119,33 @@ database_exists(const char *name)
 	return exists;
 }
 
-static bool
-runner_alive(int slot)
+/*
+ * Counts the database's runners; *free_handle: where a new runner's handle
+ * goes (-1: none free).
+ */
+static void
+count_runners(int slot, int *alive, int *idle, int *free_handle)
 {
-	pid_t		pid;
+	pid_t		starting[DBSYNC_MAX_RUNNERS];
+	int			nstarting = 0;
 
-	if (runners[slot] != NULL && GetBackgroundWorkerPid(runners[slot], &pid) == BGWH_STARTED)
-		return true;
-	/* One started by an earlier launcher. */
-	return dbsync_runner_running(slot);
+	*free_handle = -1;
+	for (int r = 0; r < DBSYNC_MAX_RUNNERS; r++)
+	{
+		pid_t		pid = 0;
+		BgwHandleStatus st = runners[slot][r] != NULL ?
+			GetBackgroundWorkerPid(runners[slot][r], &pid) : BGWH_STOPPED;
+
+		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+			starting[nstarting++] = st == BGWH_STARTED ? pid : -1;
+		else if (*free_handle < 0)
+			*free_handle = r;
+	}
+	dbsync_runner_counts(slot, starting, nstarting, alive, idle);
 }
 
 static void
-start_runner(int slot, const char *dbname)
+start_runner(int slot, int handle, const char *dbname)
 {
 	BackgroundWorker bgw;
 
@@ -146,16 +161,20 @@ start_runner(int slot, const char *dbname)
 	strlcpy(bgw.bgw_extra, dbname, BGW_EXTRALEN);
 	bgw.bgw_notify_pid = MyProcPid;
 
-	if (runners[slot] != NULL)
-		pfree(runners[slot]);
-	runners[slot] = NULL;
-	if (!RegisterDynamicBackgroundWorker(&bgw, &runners[slot]))
+	if (runners[slot][handle] != NULL)
+		pfree(runners[slot][handle]);
+	runners[slot][handle] = NULL;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &runners[slot][handle]))
 		ereport(LOG,
 				(errmsg("dbsync: could not start a job runner for database \"%s\"", dbname),
 				 errhint("Raise max_worker_processes.")));
 }
 
-/* Starts the runners that are due; returns how long to sleep (ms). */
+/*
+ * Starts the runners that are due: one when a database has work and no
+ * runner, another while all of its runners are busy and it has more work
+ * (up to dbsync.max_runners). Returns how long to sleep (ms).
+ */
 static long
 start_due_runners(void)
 {
@@ -166,26 +185,46 @@ start_due_runners(void)
 	for (int i = 0; i < DBSYNC_MAX_DATABASES; i++)
 	{
 		char		name[NAMEDATALEN];
-		bool		due;
+		bool		wake;
 		TimestampTz next_due;
+		int			alive;
+		int			idle;
+		int			free_handle;
 
 		SpinLockAcquire(&sh->mutex);
 		strlcpy(name, sh->db[i].name, NAMEDATALEN);
 		next_due = sh->db[i].next_due;
-		due = sh->db[i].wake || next_due <= now;
+		wake = sh->db[i].wake;
 		SpinLockRelease(&sh->mutex);
-
-		if (name[0] == '\0' || runner_alive(i))
+		if (name[0] == '\0')
 			continue;
-		if (due)
+
+		count_runners(i, &alive, &idle, &free_handle);
+		if (alive > 0)
+		{
+			/*
+			 * Running runners find timed work themselves; a wake asks for
+			 * help only when all are busy. While one is idle the wake stays
+			 * set: should that runner be exiting, the next one starts.
+			 */
+			if (wake && idle == 0 && alive < dbsync_max_runners && free_handle >= 0)
+			{
+				SpinLockAcquire(&sh->mutex);
+				sh->db[i].wake = false;
+				SpinLockRelease(&sh->mutex);
+				start_runner(i, free_handle, name);
+			}
+			continue;
+		}
+		if (wake || next_due <= now)
 		{
 			SpinLockAcquire(&sh->mutex);
 			sh->db[i].wake = false;
 			/* The runner sets the real time when it exits; this is the fallback. */
 			sh->db[i].next_due = TimestampTzPlusMilliseconds(now, dbsync_naptime_s * 1000L);
 			SpinLockRelease(&sh->mutex);
-			if (database_exists(name))
-				start_runner(i, name);
+			if (database_exists(name) && free_handle >= 0)
+				start_runner(i, free_handle, name);
 		}
 		else
 			sleep_ms = Min(sleep_ms, Max(10, TimestampDifferenceMilliseconds(now, next_due)));
