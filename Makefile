@@ -56,7 +56,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir)
 SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread -lpq
 
-REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog replication upgrade
+REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog replication connector upgrade
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check_regress --temp-config=test/dbsync.conf
 
 # Isolation specs live in test/specs/, their expected output in expected/.

@@ -857,8 +857,16 @@ BEGIN
     IF maps IS NULL THEN
         RETURN jsonb_build_object('applied', 0, 'more', false);
     END IF;
-    -- Staged records are final up to the cursor (during the initial load, below the load's version).
-    upto := CASE WHEN sub.phase = 'sync' THEN sub.cursor_version ELSE sub.cursor_version - 1 END;
+    -- Staged records are final below the cursor (the next version to read). The initial load stamps
+    -- its records with the cursor's version itself: they are final once the load is over, as long as
+    -- no change of that version has been read (then the cursor has moved past it anyway).
+    IF sub.phase = 'sync' THEN
+        upto := sub.cursor_version - 1;
+        IF EXISTS (SELECT FROM dbsync.record r WHERE r.subscription_id = sub_id AND r.version = sub.cursor_version)
+           AND NOT EXISTS (SELECT FROM dbsync.change c WHERE c.subscription_id = sub_id AND c.version = sub.cursor_version) THEN
+            upto := sub.cursor_version;
+        END IF;
+    END IF;
     SELECT min(x.applied_version), array_agg(DISTINCT x.evidence) INTO lo, evs FROM unnest(maps) x;
     IF upto IS NULL OR upto <= lo THEN
         hi := lo;
@@ -1106,29 +1114,16 @@ END
 $$;
 
 REVOKE ALL ON dbsync.mapping, dbsync.binding, dbsync.checkpoint, dbsync.listener FROM PUBLIC;
+-- The internal helpers of mappings and checkpoints stay executable: they reach no network, file or
+-- setting, and every table they read or write is closed to PUBLIC.
 REVOKE ALL ON FUNCTION dbsync.job_wake_on_commit() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_job_enqueue(text, jsonb, timestamptz, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.job_purge(interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.subscription_of(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.check_evidence(dbsync.subscription, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.check_jsonb_function(regprocedure, boolean, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.column_type(regclass, name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.check_target_column(regclass, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_map(text, text, regclass, jsonb, regproc, jsonb, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_unmap(text, text, regclass) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_schedule(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dbsync.map_on_cursor() FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_upsert_sql(dbsync.mapping, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_delete_sql(dbsync.mapping, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_apply_ids(dbsync.mapping, text, bigint[], bigint, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_order(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_refs(dbsync.mapping) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.map_apply_round(integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_map_apply(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.checkpoint_apply(dbsync.checkpoint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.checkpoint_for_update(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_checkpoint_retry(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_checkpoint_resolve(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dbsync.checkpoint_retry_all(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_listen(text, text, regproc) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.dbsync_unlisten(text, text, regproc) FROM PUBLIC;
