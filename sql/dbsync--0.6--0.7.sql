@@ -145,8 +145,11 @@ AS $$
     SELECT count(*) FROM gone;
 $$;
 
-INSERT INTO dbsync.job (kind, owner, repeat_every, priority)
-SELECT 'job_purge', (SELECT relowner FROM pg_class WHERE oid = 'dbsync.job'::regclass), interval '1 hour', 100;
+-- Id 0, not the sequence's: CREATE EXTENSION creates the sequence in this same transaction, and with
+-- wal_level = minimal a sequence's first values taken there are not WAL-logged, so after a crash the
+-- sequence would hand them out again (seen as duplicate job ids after a runner was killed).
+INSERT INTO dbsync.job (id, kind, owner, repeat_every, priority)
+SELECT 0, 'job_purge', (SELECT relowner FROM pg_class WHERE oid = 'dbsync.job'::regclass), interval '1 hour', 100;
 
 ------------------------------------------------------------------------------------------------
 -- The connector: mappings, bindings, checkpoints, listeners

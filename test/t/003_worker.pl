@@ -17,7 +17,8 @@ use dbsync_sync_test;
 # Live companies start from their initial log (live0: empty).
 sim_post('/_sim/reset');
 
-my $node = new_worker_node('worker', databases => 'postgres, db2');
+# One runner per database: this test follows that runner through reloads and signals (012 runs several).
+my $node = new_worker_node('worker', databases => 'postgres, db2', extra => "dbsync.max_runners = 1\n");
 my $company = 'live1003';
 flexi_server($node, 'w1', $company);
 

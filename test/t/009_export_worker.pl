@@ -16,7 +16,9 @@ use dbsync_sync_test;
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $node = new_worker_node('export_worker',
 	extra => "dbsync.export_poll_interval = '300ms'\ndbsync.export_download_dir = '$dir'\n"
-	  . "log_min_messages = debug1\nrestart_after_crash = on\n");
+	  . "log_min_messages = debug1\nrestart_after_crash = on\n"
+	  # One runner: each runner keeps its own token, and this test counts grants.
+	  . "dbsync.max_runners = 1\n");
 my $port = sim_port();
 sim_post('/_sim/reset');
 $node->safe_psql('postgres', qq{
