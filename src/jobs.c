@@ -104,6 +104,15 @@ uint64
 jobs_repair(void)
 {
 	static SPIPlanPtr p;
+	static SPIPlanPtr drop_dup;
+
+	/* An interrupted apply whose subscription has another one waiting: that one covers it. */
+	if (txn_execute(txn_plan(&drop_dup, "DELETE FROM dbsync.job j WHERE j.kind = 'map_apply' AND j.state = 'running' "
+							 "AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = j.runner_pid) "
+							 "AND EXISTS (SELECT FROM dbsync.job o WHERE o.kind = 'map_apply' AND o.state = 'pending' "
+							 "AND o.subscription_id = j.subscription_id)", 0, NULL),
+					NULL, NULL, false) != SPI_OK_DELETE)
+		elog(ERROR, "could not repair interrupted jobs");
 
 	if (txn_execute(txn_plan(&p, "UPDATE dbsync.job SET state = 'pending', runner_pid = NULL, run_at = now(), "
 							 "last_error = 'the job runner stopped during this job; it runs again' "
