@@ -481,11 +481,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    INSERT INTO dbsync.job (kind, args, subscription_id, owner, priority)
+    INSERT INTO dbsync.job AS j (kind, args, subscription_id, owner, priority)
     SELECT 'map_apply', jsonb_build_object('server', s.server), s.id, s.owner, 5
       FROM dbsync.subscription s
      WHERE s.id = sub_id AND EXISTS (SELECT FROM dbsync.mapping m WHERE m.subscription_id = s.id AND m.enabled)
-    ON CONFLICT (subscription_id) WHERE kind = 'map_apply' AND state = 'pending' DO NOTHING;
+    -- Updating the pending job (not DO NOTHING) locks it until this transaction ends: no runner can
+    -- claim it meanwhile and run it against the cursor as it was before this transaction.
+    ON CONFLICT (subscription_id) WHERE kind = 'map_apply' AND state = 'pending'
+    DO UPDATE SET run_at = least(j.run_at, excluded.run_at);
 END
 $$;
 
@@ -860,15 +863,10 @@ BEGIN
     IF maps IS NULL THEN
         RETURN jsonb_build_object('applied', 0, 'more', false);
     END IF;
-    -- Staged records are final below the cursor (the next version to read). The initial load stamps
-    -- its records with the cursor's version itself: they are final once the load is over, as long as
-    -- no change of that version has been read (then the cursor has moved past it anyway).
+    -- Staged records are final below the cursor, the next version to read (the initial load stamps
+    -- its records one below the cursor, and they are final once the load is over).
     IF sub.phase = 'sync' THEN
         upto := sub.cursor_version - 1;
-        IF EXISTS (SELECT FROM dbsync.record r WHERE r.subscription_id = sub_id AND r.version = sub.cursor_version)
-           AND NOT EXISTS (SELECT FROM dbsync.change c WHERE c.subscription_id = sub_id AND c.version = sub.cursor_version) THEN
-            upto := sub.cursor_version;
-        END IF;
     END IF;
     SELECT min(x.applied_version), array_agg(DISTINCT x.evidence) INTO lo, evs FROM unnest(maps) x;
     IF upto IS NULL OR upto <= lo THEN
@@ -899,6 +897,11 @@ BEGIN
                AND r.version > greatest(lo, m.applied_version) AND r.version <= hi;
             res := dbsync.map_apply_ids(m, dbsync.map_delete_sql(m, with_events), coalesce(ids, '{}'), hi, true);
             tot := ARRAY[tot[1], tot[2], tot[3] + res[1], tot[4], tot[5] + res[4]];
+            -- A record gone remotely that never reached its row: its open checkpoint has nothing left to apply.
+            UPDATE dbsync.checkpoint c SET reviewed = true, resolution = 'superseded', updated_at = now()
+             WHERE c.mapping_id = m.id AND NOT c.reviewed AND c.remote_id = ANY (ids)
+               AND NOT EXISTS (SELECT FROM dbsync.binding b WHERE b.mapping_id = m.id AND b.remote_id = c.remote_id
+                                  AND b.local_key IS NOT NULL AND NOT b.deleted);
         END LOOP;
         UPDATE dbsync.mapping x SET applied_version = hi, last_applied_at = now()
          WHERE x.subscription_id = sub_id AND x.enabled AND x.applied_version < hi;

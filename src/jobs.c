@@ -106,11 +106,17 @@ jobs_repair(void)
 	static SPIPlanPtr p;
 	static SPIPlanPtr drop_dup;
 
-	/* An interrupted apply whose subscription has another one waiting: that one covers it. */
+	/*
+	 * Interrupted applies of a subscription that has a pending one, or
+	 * another interrupted one with a higher id: the one kept covers them
+	 * (one pending apply per subscription).
+	 */
 	if (txn_execute(txn_plan(&drop_dup, "DELETE FROM dbsync.job j WHERE j.kind = 'map_apply' AND j.state = 'running' "
 							 "AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = j.runner_pid) "
-							 "AND EXISTS (SELECT FROM dbsync.job o WHERE o.kind = 'map_apply' AND o.state = 'pending' "
-							 "AND o.subscription_id = j.subscription_id)", 0, NULL),
+							 "AND EXISTS (SELECT FROM dbsync.job o WHERE o.kind = 'map_apply' "
+							 "AND o.subscription_id = j.subscription_id AND (o.state = 'pending' OR "
+							 "(o.state = 'running' AND o.id > j.id AND NOT EXISTS "
+							 "(SELECT FROM pg_stat_activity a2 WHERE a2.pid = o.runner_pid))))", 0, NULL),
 					NULL, NULL, false) != SPI_OK_DELETE)
 		elog(ERROR, "could not repair interrupted jobs");
 

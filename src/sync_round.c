@@ -89,7 +89,11 @@ initial_load(TxnScope *tx, SyncSubscription *sub, DbsyncServer *srv, int max_pag
 		}
 
 		txn_begin(tx);
-		store_load_page(sub->id, evidence, list, sub->cursor, remaining, after_id);
+		/*
+		 * Loaded records reflect the log below the cursor: stamped one below it,
+		 * so that a change read later at the cursor's own version is newer.
+		 */
+		store_load_page(sub->id, evidence, list, sub->cursor - 1, remaining, after_id);
 		txn_commit(tx);
 
 		sub->load_evidences = remaining;

@@ -203,17 +203,21 @@ start_due_runners(void)
 		if (alive > 0)
 		{
 			/*
-			 * Running runners find timed work themselves; a wake asks for
-			 * help only when all are busy. While one is idle the wake stays
-			 * set: should that runner be exiting, the next one starts.
+			 * An idle runner finds due work itself; while all are busy, a
+			 * wake or a job coming due starts another. While one is idle
+			 * the wake stays set: should that runner be exiting, the next
+			 * one starts.
 			 */
-			if (wake && idle == 0 && alive < dbsync_max_runners && free_handle >= 0)
+			if ((wake || next_due <= now) && idle == 0 && alive < dbsync_max_runners && free_handle >= 0)
 			{
 				SpinLockAcquire(&sh->mutex);
 				sh->db[i].wake = false;
+				sh->db[i].next_due = TimestampTzPlusMilliseconds(now, dbsync_naptime_s * 1000L);
 				SpinLockRelease(&sh->mutex);
 				start_runner(i, free_handle, name);
 			}
+			else if (next_due > now)
+				sleep_ms = Min(sleep_ms, Max(10, TimestampDifferenceMilliseconds(now, next_due)));
 			continue;
 		}
 		if (wake || next_due <= now)

@@ -214,10 +214,11 @@ SELECT code, name, gone_at IS NOT NULL AS gone FROM city ORDER BY code;
 -- (Brno was deleted before it was ever applied: nothing to mark.)
 SELECT code, name FROM partner ORDER BY code;
 
--- Initial load: records stamped with the load's version wait until the load is over.
-UPDATE dbsync.subscription SET phase = 'load' WHERE id = :sub;
+-- Initial load: its records (stamped one below the load's global version, the cursor) wait until the
+-- load is over.
+UPDATE dbsync.subscription SET phase = 'load', cursor_version = cursor_version + 5 WHERE id = :sub;
 INSERT INTO dbsync.record (subscription_id, evidence, record_id, version, payload)
-VALUES (:sub, 'adresar', 7, (SELECT cursor_version FROM dbsync.subscription WHERE id = :sub), '{"id": "7", "kod": "L7", "nazev": "Loaded"}');
+VALUES (:sub, 'adresar', 7, (SELECT cursor_version - 1 FROM dbsync.subscription WHERE id = :sub), '{"id": "7", "kod": "L7", "nazev": "Loaded"}');
 SELECT * FROM dbsync_map_apply('cx');
 UPDATE dbsync.subscription SET phase = 'sync' WHERE id = :sub;
 SELECT * FROM dbsync_map_apply('cx');

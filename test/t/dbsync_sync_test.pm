@@ -174,7 +174,7 @@ sub check_change_log
 
 # dbsync.record of a server equals the simulator's records, evidence by
 # evidence: the existing ones with their payload (as JSON) and the version of
-# their last change since start (start itself when untouched since the
+# their last change since start (start - 1 when untouched since the
 # load); as deleted, exactly those whose last change since start is a
 # delete. Nothing of another evidence.
 sub check_records
@@ -207,7 +207,8 @@ sub check_records
 		for my $id (sort { $a <=> $b } keys %sim_live)
 		{
 			my $row = $staged{$id};
-			my $want_version = $last{"$ev|$id"} ? $last{"$ev|$id"}[0] : $start;
+			# Untouched since the load: stamped one below the load's global version.
+			my $want_version = $last{"$ev|$id"} ? $last{"$ev|$id"}[0] : $start - 1;
 			if (!$row) { push @problems, "$ev $id: missing"; next; }
 			if ($row->{deleted}) { push @problems, "$ev $id: deleted, exists in the simulator"; next; }
 			push @problems, "$ev $id: payload " . $json->encode($row->{payload} // 'NULL') . ' instead of ' . $json->encode($sim_live{$id})
