@@ -911,10 +911,14 @@ BEGIN
     FOREACH m IN ARRAY maps LOOP
         SELECT array_agg(c.remote_id ORDER BY c.version) INTO ids FROM dbsync.checkpoint c
          WHERE c.mapping_id = m.id AND NOT c.reviewed AND c.reason = 'reference'
-           AND EXISTS (SELECT FROM dbsync.mapping m2 JOIN dbsync.binding b ON b.mapping_id = m2.id
-                        WHERE m2.subscription_id = sub_id AND m2.evidence = c.waiting_evidence
-                          AND b.local_key IS NOT NULL
-                          AND (b.remote_id = c.waiting_id OR (c.waiting_id IS NULL AND b.code = c.waiting_code)));
+           -- Two lookups, each on an index (one OR-ed condition scanned every binding per checkpoint).
+           AND (EXISTS (SELECT FROM dbsync.mapping m2 JOIN dbsync.binding b ON b.mapping_id = m2.id
+                         WHERE m2.subscription_id = sub_id AND m2.evidence = c.waiting_evidence
+                           AND b.remote_id = c.waiting_id AND b.local_key IS NOT NULL)
+                OR (c.waiting_id IS NULL
+                    AND EXISTS (SELECT FROM dbsync.mapping m2 JOIN dbsync.binding b ON b.mapping_id = m2.id
+                                 WHERE m2.subscription_id = sub_id AND m2.evidence = c.waiting_evidence
+                                   AND b.code = c.waiting_code AND b.local_key IS NOT NULL)));
         IF ids IS NOT NULL THEN
             with_events := EXISTS (SELECT FROM dbsync.listener l
                                     WHERE l.subscription_id = sub_id AND l.evidence = m.evidence);
