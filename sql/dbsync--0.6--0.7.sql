@@ -546,6 +546,7 @@ DECLARE
     ref_codes text[] := '{}';
     ref_wants text[] := '{}';
     ref_keys text[] := '{}';
+    ref_maps text[] := '{}';        -- the referenced mapping's id: a constant when the evidence is known
     f record;
     a record;
     n integer := 0;
@@ -573,6 +574,11 @@ BEGIN
                                          f.key);
         ref_wants := ref_wants || format('nullif(r.payload->>%L, '''')', f.key);
         -- The bound key: by remote id when the record says it, else by code, in the evidence's first mapping.
+        ref_maps := ref_maps || CASE WHEN f.ev IS NULL THEN
+            format('(SELECT min(m2.id) FROM dbsync.mapping m2 WHERE m2.subscription_id = %s AND m2.evidence = s.ref_evs[%s])',
+                   m.subscription_id, n)
+            ELSE coalesce((SELECT min(m2.id)::text FROM dbsync.mapping m2
+                            WHERE m2.subscription_id = m.subscription_id AND m2.evidence = f.ev), 'NULL') END;
         ref_keys := ref_keys || format(
             'coalesce((SELECT b2.local_key FROM dbsync.binding b2 WHERE b2.mapping_id = m2.id AND b2.remote_id = s.ref_ids[%1$s] '
             'AND b2.local_key IS NOT NULL), (SELECT b2.local_key FROM dbsync.binding b2 WHERE b2.mapping_id = m2.id '
@@ -686,9 +692,8 @@ $sql$,
         array_to_string(ref_codes, ', '), array_to_string(ref_wants, ', '),
         m.id, m.subscription_id, m.evidence,
         CASE WHEN n = 0 THEN '' ELSE
-            (SELECT string_agg(format('(SELECT %s FROM (SELECT min(m2.id) AS id FROM dbsync.mapping m2 '
-                                      'WHERE m2.subscription_id = %s AND m2.evidence = s.ref_evs[%s]) m2)',
-                                      ref_keys[i], m.subscription_id, i), ', ' ORDER BY i)
+            (SELECT string_agg(format('(SELECT %s FROM (SELECT %s::integer AS id) m2)', ref_keys[i], ref_maps[i]),
+                               ', ' ORDER BY i)
                FROM generate_subscripts(ref_keys, 1) i) END,
         key_expr,
         tgt, array_to_string(upd_cols, ', '),
@@ -762,7 +767,9 @@ DECLARE
     waiting bigint;
     events jsonb;
     ev jsonb;
-    l record;
+    context jsonb;
+    calls text[];
+    call text;
     half integer;
     a bigint[];
     b bigint[];
@@ -776,12 +783,16 @@ BEGIN
     BEGIN
         EXECUTE stmt INTO applied, inserted, waiting, events USING ids, upto;
         IF events IS NOT NULL THEN
+            -- What every event of this mapping says, and its listeners, looked up once.
+            SELECT jsonb_build_object('server', s.server, 'evidence', m.evidence, 'table', m.target::text),
+                   array_agg(format('SELECT %s($1)', l.function::regproc) ORDER BY l.id)
+              INTO context, calls
+              FROM dbsync.subscription s JOIN dbsync.listener l ON l.subscription_id = s.id AND l.evidence = m.evidence
+             WHERE s.id = m.subscription_id
+             GROUP BY s.server;
             FOR ev IN SELECT value FROM jsonb_array_elements(events) LOOP
-                ev := ev || jsonb_build_object('server', (SELECT server FROM dbsync.subscription WHERE id = m.subscription_id),
-                                               'evidence', m.evidence, 'table', m.target::text);
-                FOR l IN SELECT function FROM dbsync.listener
-                          WHERE subscription_id = m.subscription_id AND evidence = m.evidence ORDER BY id LOOP
-                    EXECUTE format('SELECT %s($1)', l.function::regproc) USING ev;
+                FOREACH call IN ARRAY coalesce(calls, '{}') LOOP
+                    EXECUTE call USING ev || context;
                 END LOOP;
             END LOOP;
         END IF;
