@@ -312,7 +312,7 @@ reset_all() {
 SET client_min_messages = warning;
 TRUNCATE mine.invoice_line, mine.invoice, mine.partner, hand.invoice_line, hand.invoice, hand.partner RESTART IDENTITY;
 TRUNCATE dbsync.binding, dbsync.checkpoint;
-UPDATE dbsync.mapping SET applied_version = 0, last_applied_at = NULL;
+UPDATE dbsync.mapping SET applied_version = 0, upserted_version = 0, last_applied_at = NULL;
 DELETE FROM dbsync.job WHERE kind = 'map_apply';
 SQL
 }

@@ -632,13 +632,14 @@ sub stage_new
 }
 
 # Waits until an apply of 'dead' is running and has committed rounds past from; returns
-# (applied_version, runner pid, job id) of the oldest running one.
+# (upserted_version, runner pid, job id) of the oldest running one (rounds move upserted_version
+# first; applied_version follows once the deletes are through).
 sub wait_mid_apply
 {
 	my ($from) = @_;
 	my @r;
 	wait_until(15, sub {
-		my $out = try_query($node, qq{SELECT m.applied_version || '|' || j.runner_pid || '|' || j.id FROM dbsync.mapping m, dbsync.job j
+		my $out = try_query($node, qq{SELECT m.upserted_version || '|' || j.runner_pid || '|' || j.id FROM dbsync.mapping m, dbsync.job j
 			WHERE m.id = $kmap AND j.subscription_id = $ksub AND j.kind = 'map_apply' AND j.state = 'running'
 			  AND j.runner_pid IS NOT NULL ORDER BY j.id LIMIT 1}) // '';
 		@r = split /\|/, $out;
@@ -694,7 +695,7 @@ sub wait_crash_restart
 	my $off = log_offset($node);
 	my $before = $crashes->();
 	ok($pid && kill('KILL', $pid), 'SIGKILL to the runner (pid ' . ($pid // 'none') . ')');
-	note 'applied_version ' . ($at // 'none') . ' of 50001 at the kill';
+	note 'upserted_version ' . ($at // 'none') . ' of 50001 at the kill';
 	ok(defined $at && $at > 1 && $at < 50001, 'in the middle of the apply');
 	wait_crash_restart($before, 'SIGKILL');
 	ok(wait_applied('dead', 40), 'the apply finished after the restart');
@@ -714,7 +715,7 @@ sub wait_crash_restart
 	ok(defined $pid, 'the worker is applying 25000 updates and 25000 new records');
 	my $off = log_offset($node);
 	is(sql('SELECT pg_terminate_backend(' . ($pid // 0) . ')'), 't', 'pg_terminate_backend of the runner (pid ' . ($pid // 'none') . ')');
-	note 'applied_version ' . ($at // 'none') . ' of 100001 when terminated';
+	note 'upserted_version ' . ($at // 'none') . ' of 100001 when terminated';
 	ok(defined $at && $at > 50001 && $at < 100001, 'in the middle of the apply');
 	ok(wait_applied('dead', 40), 'the apply finished');
 	my $log = log_since($node, $off);
