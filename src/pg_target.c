@@ -23,6 +23,7 @@ struct PgTarget
 	PGconn	   *conn;
 	char	   *server;			/* the foreign server's name, for messages */
 	int			timeout_ms;		/* longest wait for the target */
+	bool		pending;		/* pg_target_send's statements not collected yet */
 };
 
 /* Session settings that make the values dbsync sends read the same everywhere. */
@@ -244,11 +245,21 @@ target_collect(PgTarget *t, TimestampTz deadline, char **value)
 	return touched;
 }
 
+/* A statement sent while another's results are outstanding would mix up their results. */
+static void
+target_idle(PgTarget *t)
+{
+	if (t->pending)
+		elog(ERROR, "dbsync: target \"%s\": a statement was sent before the previous one's results were read",
+			 t->server);
+}
+
 uint64
 pg_target_exec(PgTarget *t, const char *sql, char **value)
 {
 	TimestampTz deadline = deadline_from_now(t->timeout_ms);
 
+	target_idle(t);
 	if (!PQsendQuery(t->conn, sql))
 		target_fail(t, ERRCODE_CONNECTION_FAILURE, "could not send a statement");
 	target_flush(t, deadline);
@@ -261,11 +272,35 @@ pg_target_exec_params(PgTarget *t, const char *sql, int nparams, const char *con
 	TimestampTz deadline = deadline_from_now(t->timeout_ms);
 	char	   *value;
 
+	target_idle(t);
 	if (!PQsendQueryParams(t->conn, sql, nparams, NULL, params, NULL, NULL, 0))
 		target_fail(t, ERRCODE_CONNECTION_FAILURE, "could not send a statement");
 	target_flush(t, deadline);
 	(void) target_collect(t, deadline, &value);
 	return value;
+}
+
+void
+pg_target_send(PgTarget *t, const char *sql)
+{
+	target_idle(t);
+	if (!PQsendQuery(t->conn, sql))
+		target_fail(t, ERRCODE_CONNECTION_FAILURE, "could not send a statement");
+	target_flush(t, deadline_from_now(t->timeout_ms));
+	t->pending = true;
+}
+
+/*
+ * The timeout counts from here, not from the send: it bounds how long the
+ * caller stalls on the target, and the target worked while the caller did.
+ */
+uint64
+pg_target_finish(PgTarget *t)
+{
+	if (!t->pending)
+		return 0;
+	t->pending = false;
+	return target_collect(t, deadline_from_now(t->timeout_ms), NULL);
 }
 
 void
@@ -275,6 +310,7 @@ pg_target_copy(PgTarget *t, const char *copy_sql, const StringInfo data)
 	PGresult   *res;
 	int			sent = 0;
 
+	target_idle(t);
 	if (!PQsendQuery(t->conn, copy_sql))
 		target_fail(t, ERRCODE_CONNECTION_FAILURE, "could not send a statement");
 	target_flush(t, deadline);

@@ -27,6 +27,16 @@ extern uint64 pg_target_exec(PgTarget *t, const char *sql, char **value);
 /* Runs one statement with text parameters; returns its first row's first value (NULL when none). */
 extern char *pg_target_exec_params(PgTarget *t, const char *sql, int nparams, const char *const *params);
 
+/*
+ * Sends one or more statements without waiting for them: the caller works
+ * meanwhile, and pg_target_finish collects the results. Until then no other
+ * statement may be sent on the connection.
+ */
+extern void pg_target_send(PgTarget *t, const char *sql);
+
+/* Waits for what pg_target_send sent: returns the rows it touched (0 when nothing is pending). */
+extern uint64 pg_target_finish(PgTarget *t);
+
 /* COPY ... FROM STDIN with the given text-format data. */
 extern void pg_target_copy(PgTarget *t, const char *copy_sql, const StringInfo data);
 

@@ -62,6 +62,7 @@ typedef struct ReplTable
 	ReplRow    *last;
 	int			nrows;
 	List	   *stages;			/* layouts with a staging table in the target transaction */
+	int			update_order;	/* on the target: 1 updates may run in key order, -1 not, 0 not asked yet */
 } ReplTable;
 
 typedef struct ReplStats
@@ -121,7 +122,9 @@ extern char *repl_run_config(TxnScope *tx, int64 config_key, int *failures, char
 extern void repl_batch_reset(ReplSync *rs);
 /* Adds one entry; false when the batch must be applied first (then add it again). */
 extern bool repl_batch_add(ReplSync *rs, const ReplEntry *e);
+/* Stages the batch and sends its statements; repl_batch_finish waits for them. */
 extern void repl_batch_apply(ReplSync *rs);
+extern void repl_batch_finish(ReplSync *rs);
 extern void repl_apply_truncate(ReplSync *rs, const ReplEntry *e);
 extern bool repl_batch_full(const ReplSync *rs);
 

@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "ilog.h"
@@ -60,6 +61,15 @@ row_key_match(const void *a, const void *b, Size keysize)
 }
 
 static int64 touch_counter = 0;
+
+/* A table's staged rows by kind. */
+typedef struct StageCounts
+{
+	int			del;
+	int			upd;
+	int			full;
+	bool		moved;			/* an updated row's key changed */
+} StageCounts;
 
 void
 repl_batch_reset(ReplSync *rs)
@@ -305,18 +315,16 @@ stage_ensure(ReplSync *rs, int ti)
 	MemoryContextSwitchTo(old);
 }
 
-/* COPYs the table's row states into its staging table; counts them by kind. */
+/* The table's row states as COPY data for its staging table; counts them by kind. */
 static void
-stage_rows(ReplSync *rs, int ti, int *ndel, int *nupd, int *nfull)
+stage_data(ReplSync *rs, int ti, StringInfo data, StageCounts *n)
 {
 	ReplTable  *t = &rs->tables[ti];
 	ReplShape  *s = t->shape;
-	StringInfoData sql;
-	StringInfoData data;
 	int			ord = 0;
 
-	*ndel = *nupd = *nfull = 0;
-	initStringInfo(&data);
+	memset(n, 0, sizeof(StageCounts));
+	initStringInfo(data);
 	for (ReplRow *row = t->first; row != NULL; row = row->next)
 	{
 		char		kind;
@@ -326,39 +334,47 @@ stage_rows(ReplSync *rs, int ti, int *ndel, int *nupd, int *nfull)
 			if (row->orig == NULL)
 				continue;		/* inserted and deleted within the batch */
 			kind = 'D';
-			(*ndel)++;
+			n->del++;
 		}
 		else if (row->full)
 		{
 			kind = 'F';
-			(*nfull)++;
+			n->full++;
 		}
 		else
 		{
 			kind = 'U';
-			(*nupd)++;
+			n->upd++;
+			if (strcmp(row->orig, row->key) != 0)
+				n->moved = true;
 		}
-		appendStringInfo(&data, "%d\t%c\t", ++ord, kind);
+		appendStringInfo(data, "%d\t%c\t", ++ord, kind);
 		if (kind == 'U')
 		{
-			appendStringInfoChar(&data, '{');
+			appendStringInfoChar(data, '{');
 			for (int c = 0; c < s->ncols; c++)
-				appendStringInfoString(&data, c == 0 ? (row->vals[c] ? "t" : "f") : (row->vals[c] ? ",t" : ",f"));
-			appendStringInfoString(&data, "}\t");
+				appendStringInfoString(data, c == 0 ? (row->vals[c] ? "t" : "f") : (row->vals[c] ? ",t" : ",f"));
+			appendStringInfoString(data, "}\t");
 		}
 		else
-			appendStringInfoString(&data, "\\N\t");
+			appendStringInfoString(data, "\\N\t");
 		/* the key on the target (a tab-separated list already), or nulls */
 		if (kind == 'F')
 			for (int k = 0; k < s->nkeys; k++)
-				appendStringInfoString(&data, "\\N\t");
+				appendStringInfoString(data, "\\N\t");
 		else
-			appendStringInfo(&data, "%s\t", row->orig);
+			appendStringInfo(data, "%s\t", row->orig);
 		for (int c = 0; c < s->ncols; c++)
-			field(&data, kind == 'D' ? NULL : row->vals[c], c == s->ncols - 1);
+			field(data, kind == 'D' ? NULL : row->vals[c], c == s->ncols - 1);
 	}
-	if (ord == 0)
-		return;
+}
+
+/* COPYs the table's data into its staging table. */
+static void
+stage_copy(ReplSync *rs, int ti, StringInfo data)
+{
+	ReplShape  *s = rs->tables[ti].shape;
+	StringInfoData sql;
 
 	stage_ensure(rs, ti);
 	initStringInfo(&sql);
@@ -368,7 +384,7 @@ stage_rows(ReplSync *rs, int ti, int *ndel, int *nupd, int *nfull)
 	for (int c = 0; c < s->ncols; c++)
 		appendStringInfo(&sql, ", %s", s->names[c]);
 	appendStringInfoString(&sql, ") FROM STDIN");
-	pg_target_copy(rs->conn, sql.data, &data);
+	pg_target_copy(rs->conn, sql.data, data);
 }
 
 /* WHERE clause matching a target row to the staged key. */
@@ -379,19 +395,73 @@ key_match(StringInfo sql, const ReplShape *s)
 		appendStringInfo(sql, " AND t.%s = s.\"dbsync#key%d\"", s->names[repl_key_col(s, k)], k + 1);
 }
 
+/*
+ * Whether the table's updates may run in key order on the target: no unique
+ * index or exclusion constraint there could see a value move from one row to
+ * another (only ones on key columns, whose values a batch without key
+ * changes keeps). Otherwise they run in the order the rows were first
+ * changed, which applies a chain of moves in the order it was made. Asked
+ * once per table and sync.
+ */
+static bool
+updates_sortable(ReplSync *rs, int ti)
+{
+	ReplTable  *t = &rs->tables[ti];
+	ReplShape  *s = t->shape;
+	StringInfoData sql;
+	char	   *value;
+
+	if (t->update_order == 0)
+	{
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "SELECT c.relkind = 'r' AND NOT c.relhassubclass AND NOT EXISTS ("
+							   "SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid "
+							   "AND (i.indisunique OR i.indisexclusion) AND (i.indisexclusion OR i.indpred IS NOT NULL "
+							   "OR EXISTS (SELECT FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) k(a) "
+							   "WHERE k.a NOT IN (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid "
+							   "AND pg_catalog.quote_ident(a.attname) = ANY (ARRAY[");
+		for (int k = 0; k < s->nkeys; k++)
+			appendStringInfo(&sql, "%s%s", k > 0 ? ", " : "", quote_literal_cstr(s->names[repl_key_col(s, k)]));
+		appendStringInfo(&sql, "]::pg_catalog.text[]))))) FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
+						 quote_literal_cstr(t->name));
+		(void) pg_target_exec(rs->conn, sql.data, &value);
+		t->update_order = (value != NULL && strcmp(value, "t") == 0) ? 1 : -1;
+	}
+	return t->update_order > 0;
+}
+
+/* The staged rows as "s", in key order when sorted (the target then reads its rows and index in order). */
+static void
+staged(StringInfo sql, ReplSync *rs, int ti, bool sorted)
+{
+	ReplShape  *s = rs->tables[ti].shape;
+
+	if (!sorted)
+	{
+		appendStringInfo(sql, "%s s", stage_name(ti, s->layout));
+		return;
+	}
+	appendStringInfo(sql, "(SELECT * FROM %s ORDER BY ", stage_name(ti, s->layout));
+	for (int k = 0; k < s->nkeys; k++)
+		appendStringInfo(sql, "%s\"dbsync#key%d\"", k > 0 ? ", " : "", k + 1);
+	appendStringInfoString(sql, ") s");
+}
+
+/* In key order: a delete cannot conflict with another. */
 static void
 delete_sql(StringInfo sql, ReplSync *rs, int ti)
 {
 	ReplTable  *t = &rs->tables[ti];
 
-	appendStringInfo(sql, "DELETE FROM %s t USING %s s WHERE s.\"dbsync#kind\" = 'D'",
-					 t->name, stage_name(ti, t->shape->layout));
+	appendStringInfo(sql, "DELETE FROM %s t USING ", t->name);
+	staged(sql, rs, ti, true);
+	appendStringInfoString(sql, " WHERE s.\"dbsync#kind\" = 'D'");
 	key_match(sql, t->shape);
 	appendStringInfoString(sql, ";\n");
 }
 
 static void
-update_sql(StringInfo sql, ReplSync *rs, int ti)
+update_sql(StringInfo sql, ReplSync *rs, int ti, bool sorted)
 {
 	ReplTable  *t = &rs->tables[ti];
 	ReplShape  *s = t->shape;
@@ -400,7 +470,9 @@ update_sql(StringInfo sql, ReplSync *rs, int ti)
 	for (int c = 0; c < s->ncols; c++)
 		appendStringInfo(sql, "%s%s = CASE WHEN s.\"dbsync#mask\"[%d] THEN s.%s ELSE t.%s END",
 						 c > 0 ? ", " : "", s->names[c], c + 1, s->names[c], s->names[c]);
-	appendStringInfo(sql, " FROM %s s WHERE s.\"dbsync#kind\" = 'U'", stage_name(ti, s->layout));
+	appendStringInfoString(sql, " FROM ");
+	staged(sql, rs, ti, sorted);
+	appendStringInfoString(sql, " WHERE s.\"dbsync#kind\" = 'U'");
 	key_match(sql, s);
 	appendStringInfoString(sql, ";\n");
 }
@@ -449,42 +521,70 @@ upsert_sql(StringInfo sql, ReplSync *rs, int ti)
 	appendStringInfoString(sql, ";\n");
 }
 
+/*
+ * Stages the batch and sends its statements without waiting for them: the
+ * caller reads and folds the next batch while the target applies this one.
+ * Their results are collected (errors raised, rows counted) by
+ * repl_batch_finish, before anything else is sent on the connection.
+ */
 void
 repl_batch_apply(ReplSync *rs)
 {
 	int			n = rs->ntables;
-	int		   *ndel = palloc0(sizeof(int) * Max(n, 1));
-	int		   *nupd = palloc0(sizeof(int) * Max(n, 1));
-	int		   *nfull = palloc0(sizeof(int) * Max(n, 1));
+	StageCounts *counts;
+	bool	   *sorted;
+	StringInfoData *data;
 	StringInfoData sql;
+	MemoryContext old;
 
 	if (rs->entries_in_batch == 0)
 		return;
+	old = MemoryContextSwitchTo(rs->batch_cxt);
+	counts = palloc0(sizeof(StageCounts) * n);
+	sorted = palloc0(sizeof(bool) * n);
+	data = palloc0(sizeof(StringInfoData) * n);
+	/* built before waiting, so that it overlaps the target's work on the previous batch */
 	for (int i = 0; i < n; i++)
 		if (rs->tables[i].nrows > 0)
-			stage_rows(rs, i, &ndel[i], &nupd[i], &nfull[i]);
+			stage_data(rs, i, &data[i], &counts[i]);
+	repl_batch_finish(rs);
+	for (int i = 0; i < n; i++)
+	{
+		if (counts[i].del + counts[i].upd + counts[i].full > 0)
+			stage_copy(rs, i, &data[i]);
+		sorted[i] = counts[i].upd > 0 && !counts[i].moved && updates_sortable(rs, i);
+	}
 
 	initStringInfo(&sql);
 	/* deletes: tables that reference others first */
 	for (int r = n - 1; r >= 0; r--)
-		if (ndel[rs->by_rank[r]] > 0)
+		if (counts[rs->by_rank[r]].del > 0)
 			delete_sql(&sql, rs, rs->by_rank[r]);
 	/* updates and upserts: referenced tables first */
 	for (int r = 0; r < n; r++)
 	{
 		int			i = rs->by_rank[r];
 
-		if (nupd[i] > 0)
-			update_sql(&sql, rs, i);
-		if (nfull[i] > 0)
+		if (counts[i].upd > 0)
+			update_sql(&sql, rs, i, sorted[i]);
+		if (counts[i].full > 0)
 			upsert_sql(&sql, rs, i);
 	}
 	for (int i = 0; i < n; i++)
-		if (ndel[i] + nupd[i] + nfull[i] > 0)
+		if (counts[i].del + counts[i].upd + counts[i].full > 0)
 			appendStringInfo(&sql, "TRUNCATE %s;\n", stage_name(i, rs->tables[i].shape->layout));
 	if (sql.len > 0)
-		rs->stats.target_entries += pg_target_exec(rs->conn, sql.data, NULL);
+		pg_target_send(rs->conn, sql.data);
+	MemoryContextSwitchTo(old);
 	repl_batch_reset(rs);
+}
+
+/* Waits for the statements of the batch sent last, if any: their errors are raised here. */
+void
+repl_batch_finish(ReplSync *rs)
+{
+	if (rs->conn != NULL)
+		rs->stats.target_entries += pg_target_finish(rs->conn);
 }
 
 void
@@ -494,6 +594,7 @@ repl_apply_truncate(ReplSync *rs, const ReplEntry *e)
 	const char *name = e->partition ? e->partition : t->name;
 	char	   *sql;
 
+	repl_batch_finish(rs);
 	if (rs->positive_keys_only)
 	{
 		if (t->key_column == NULL)

@@ -186,12 +186,55 @@ table_oids(ReplSync *rs)
 }
 
 /*
+ * Whether a transaction with entries in (after, horizon) also wrote at or
+ * above the horizon. Usually none did, and this is far cheaper than the full
+ * search below: the entries above the horizon are few, and the range is only
+ * scanned for their transactions (not grouped by transaction).
+ */
+static bool
+range_spanned(Datum *args, Snapshot snap)
+{
+	static SPIPlanPtr above_plan;
+	static SPIPlanPtr span_plan;
+	Datum		span_args[4];
+	bool		isnull;
+	Datum		xids;
+	int			rc;
+
+	if (above_plan == NULL)
+	{
+		above_plan = SPI_prepare("SELECT array_agg(DISTINCT xid) FROM dbsync.ilog WHERE version >= $2 AND tbl = ANY ($3)",
+								 3, (Oid[]) {INT8OID, INT8OID, OIDARRAYOID});
+		span_plan = SPI_prepare("SELECT EXISTS (SELECT FROM dbsync.ilog WHERE version > $1 AND version < $2 "
+								"AND tbl = ANY ($3) AND xid = ANY ($4))",
+								4, (Oid[]) {INT8OID, INT8OID, OIDARRAYOID, INT8ARRAYOID});
+		if (above_plan == NULL || span_plan == NULL)
+			elog(ERROR, "dbsync: could not prepare the replication cut: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(above_plan);
+		SPI_keepplan(span_plan);
+	}
+	rc = SPI_execute_snapshot(above_plan, args, NULL, snap, InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "dbsync: could not find where the replication range ends");
+	xids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return false;
+	memcpy(span_args, args, sizeof(Datum) * 3);
+	span_args[3] = PointerGetDatum(DatumGetArrayTypePCopy(xids));
+	rc = SPI_execute_snapshot(span_plan, span_args, NULL, snap, InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "dbsync: could not find where the replication range ends");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * The last version a sync may deliver: below the horizon, and not inside a
  * transaction. A transaction that wrote before the horizon and again after it
  * (a younger one still open in between) would otherwise reach the target in
  * halves. Among the versions where a range may end (just before some
  * transaction's first entry, or just below the horizon), the highest one that
- * no transaction of the config's tables spans.
+ * no transaction of the config's tables spans. When no transaction spans the
+ * horizon, that is just below it.
  */
 int64
 repl_source_cut(TxnScope *tx, ReplSync *rs, int64 after, int64 horizon)
@@ -226,6 +269,14 @@ repl_source_cut(TxnScope *tx, ReplSync *rs, int64 after, int64 horizon)
 	args[2] = table_oids(rs);
 	/* a snapshot taken after the horizon sees every transaction below it */
 	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (!range_spanned(args, snap))
+	{
+		UnregisterSnapshot(snap);
+		MemoryContextSwitchTo(tx->work_cxt);
+		cut = Max(after, horizon - 1);
+		txn_commit(tx);
+		return cut;
+	}
 	rc = SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 1);
 	UnregisterSnapshot(snap);
 	MemoryContextSwitchTo(tx->work_cxt);

@@ -141,6 +141,7 @@ repl_strict_flush(ReplSync *rs)
 {
 	if (rs->strict_count == 0)
 		return;
+	repl_batch_finish(rs);
 	rs->stats.target_entries += pg_target_exec(rs->conn, rs->strict_sql.data, NULL);
 	resetStringInfo(&rs->strict_sql);
 	rs->strict_count = 0;

@@ -140,6 +140,7 @@ sync_target(TxnScope *tx, ReplSync *rs, const char *source)
 	}
 	repl_batch_apply(rs);
 	repl_strict_flush(rs);
+	repl_batch_finish(rs);
 
 	rs->applied_after = end;
 	params[0] = rs->stream;
