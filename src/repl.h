@@ -97,6 +97,7 @@ typedef struct ReplSync
 	int64		applied_after;
 	ReplStats	stats;
 	HTAB	   *xids;			/* source transactions seen */
+	int64		last_xid;		/* the last one counted */
 	int			entries_in_batch;
 	StringInfoData strict_sql;	/* strict mode: statements not yet sent */
 	int			strict_count;

@@ -93,26 +93,44 @@ repl_batch_full(const ReplSync *rs)
 	return rs->entries_in_batch >= REPL_BATCH_ENTRIES;
 }
 
-/* The key of an image (by attribute index) as the row map keys it. */
+/* Key column k's value in an image, or in fallback when the image lacks it. */
+static const char *
+key_value(const ReplShape *s, int k, char **texts, char **fallback)
+{
+	const char *v = texts != NULL ? texts[s->keys[k]] : NULL;
+
+	if (v == NULL && fallback != NULL)
+		v = fallback[s->keys[k]];
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("dbsync: an iLog entry of layout %d lacks a key column", s->layout)));
+	return v;
+}
+
+/* The key of an image (by attribute index) as the row map keys it (allocated to size: one per entry). */
 char *
 repl_key_of(const ReplShape *s, char **texts, char **fallback)
 {
-	StringInfoData buf;
+	size_t		len = 0;
+	char	   *key;
+	char	   *p;
 
-	initStringInfo(&buf);
+	for (int k = 0; k < s->nkeys; k++)
+		len += strlen(key_value(s, k, texts, fallback)) + 1;
+	p = key = palloc(Max(len, 1));
 	for (int k = 0; k < s->nkeys; k++)
 	{
-		const char *v = texts != NULL ? texts[s->keys[k]] : NULL;
+		const char *v = key_value(s, k, texts, fallback);
+		size_t		n = strlen(v);
 
-		if (v == NULL && fallback != NULL)
-			v = fallback[s->keys[k]];
-		if (v == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("dbsync: an iLog entry of layout %d lacks a key column", s->layout)));
-		appendStringInfo(&buf, "%s%s", k > 0 ? "\t" : "", v);
+		if (k > 0)
+			*p++ = '\t';
+		memcpy(p, v, n);
+		p += n;
 	}
-	return buf.data;
+	*p = '\0';
+	return key;
 }
 
 /* positive_keys_only: the one key column's value is above zero. */

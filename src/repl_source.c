@@ -430,7 +430,12 @@ image_texts(IlogLayout *l, bytea *img, Datum *values, bool *nulls, bool *present
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("dbsync: column \"%s\" of layout %d has a type that was dropped", l->names[i], l->id)));
 		else
-			texts[i] = repl_copy_escape(OutputFunctionCall(&l->out[i], values[i]));
+		{
+			char	   *out = OutputFunctionCall(&l->out[i], values[i]);
+
+			/* (the output function's string is new: escaping copies only when it must) */
+			texts[i] = strpbrk(out, "\\\t\n\r") != NULL ? repl_copy_escape(out) : out;
+		}
 	}
 	return texts;
 }

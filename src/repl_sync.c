@@ -49,6 +49,10 @@ count_xid(ReplSync *rs, int64 xid)
 {
 	bool		found;
 
+	/* a transaction's entries mostly follow each other */
+	if (xid == rs->last_xid)
+		return;
+	rs->last_xid = xid;
 	(void) hash_search(rs->xids, &xid, HASH_ENTER, &found);
 	if (!found)
 		rs->stats.transactions++;
