@@ -17,7 +17,7 @@
 #               (the last change a delete): 5 % of the partners (only
 #               unreferenced ones), 4 % of the invoices with all their lines, 1
 #               in 40 of the other lines. dbsync.record holds each record's last
-#               state (version of its last change). Then phase 'sync',
+#               state (version and external ids of its last change). Then phase 'sync',
 #               cursor_version = CHANGES + 1 (the next version to read: since
 #               commit e853433 records are final below the cursor).
 #      tables   partner, invoice, invoice_line as the issue gives them, in
@@ -227,8 +227,10 @@ SELECT $sub, version, ev, op, timestamp '2026-01-01' + version * interval '10 ms
        CASE ev WHEN 'adresar' THEN ARRAY['code:K' || id] WHEN 'faktura-vydana' THEN ARRAY['code:FV' || id]
                ELSE '{}'::text[] END
   FROM gen.chv ORDER BY version;
-INSERT INTO dbsync.record (subscription_id, evidence, record_id, version, deleted, payload)
+INSERT INTO dbsync.record (subscription_id, evidence, record_id, version, deleted, external_ids, payload)
 SELECT $sub, s.ev, s.id, s.version, s.deleted,
+       CASE s.ev WHEN 'adresar' THEN ARRAY['code:K' || s.id] WHEN 'faktura-vydana' THEN ARRAY['code:FV' || s.id]
+                 ELSE '{}'::text[] END,
        CASE s.ev
        WHEN 'adresar' THEN jsonb_build_object('id', s.id, 'kod', 'K' || s.id,
                                               'nazev', format('Partner %s v%s', s.id, s.v),

@@ -14,10 +14,20 @@ ALTER TABLE dbsync.mapping ADD COLUMN upserted_version bigint NOT NULL DEFAULT 0
 UPDATE dbsync.mapping SET upserted_version = applied_version;
 ALTER TABLE dbsync.mapping ADD CHECK (upserted_version >= applied_version);
 
+-- The external ids (code:, ext:) of the change a record's staged state comes from ('{}' for a record
+-- of the initial load; NULL for records staged before 0.8), for its binding.
+ALTER TABLE dbsync.record ADD COLUMN external_ids text[];
+
 -- The apply's windows: one evidence's records by version; deleted ones alone for the delete pass.
 DROP INDEX dbsync.record_version_idx;
 CREATE INDEX record_evidence_version_idx ON dbsync.record (subscription_id, evidence, version);
 CREATE INDEX record_deleted_idx ON dbsync.record (subscription_id, evidence, version) WHERE deleted;
+
+-- Bindings by code (code: references): code first, so that a lookup by mapping and remote id can
+-- only take the primary key (with mapping_id first, the planner sometimes took this index and
+-- filtered every binding of the mapping); records without a code stay out of it.
+DROP INDEX dbsync.binding_code_idx;
+CREATE INDEX binding_code_idx ON dbsync.binding (code, mapping_id) WHERE code IS NOT NULL;
 
 ALTER TABLE dbsync.binding DROP CONSTRAINT binding_mapping_id_fkey;
 ALTER TABLE dbsync.checkpoint DROP CONSTRAINT checkpoint_mapping_id_fkey;
@@ -47,8 +57,8 @@ AS $$
     SELECT EXISTS (SELECT FROM dbsync.listener l WHERE l.subscription_id = m.subscription_id AND l.evidence = m.evidence);
 $$;
 
--- Internal: the statement that applies staged records of a mapping. $1: record ids, $2: highest
--- version to apply. It returns (changed rows, inserted, waiting on references, listener events).
+-- Internal: the statement that applies staged records of a mapping: those with a version after $3
+-- and up to $2, of the ids $1 (NULL: all of them). It returns (changed rows, inserted, waiting on references, listener events).
 -- Upserts insert unbound records (new key first, so the binding knows it) and update bound ones; a
 -- record whose reference is not bound yet becomes a 'reference' checkpoint instead.
 CREATE OR REPLACE FUNCTION dbsync.map_upsert_sql(m dbsync.mapping, with_events boolean)
@@ -184,20 +194,21 @@ BEGIN
 
     -- The binding is looked up record by record (OFFSET 0 keeps the lookup a nested loop: a hash
     -- join would read every binding of the mapping for each window). The external ids are those of
-    -- the change the staged state comes from (none for records of the initial load).
+    -- the change the staged state comes from (looked up for records staged before 0.8).
     RETURN format($sql$
 WITH resolved AS MATERIALIZED (
     SELECT s.*, ARRAY[%9$s]::text[] AS ref_keys
       FROM (SELECT r.record_id, r.version, r.payload, b.local_key AS old_key, %1$s AS t,
                    ARRAY[%2$s]::text[] AS ref_evs, ARRAY[%3$s]::bigint[] AS ref_ids,
                    ARRAY[%4$s]::text[] AS ref_codes, ARRAY[%5$s]::text[] AS ref_wants,
-                   (SELECT c.external_ids FROM dbsync.change c WHERE c.subscription_id = r.subscription_id
-                       AND c.version = r.version AND c.record_id = r.record_id) AS ext_ids
+                   coalesce(r.external_ids, (SELECT c.external_ids FROM dbsync.change c
+                                              WHERE c.subscription_id = r.subscription_id AND c.version = r.version
+                                                AND c.record_id = r.record_id)) AS ext_ids
               FROM dbsync.record r
               LEFT JOIN LATERAL (SELECT b.local_key, b.version FROM dbsync.binding b
                                   WHERE b.mapping_id = %6$s AND b.remote_id = r.record_id OFFSET 0) b ON true
-             WHERE r.subscription_id = %7$s AND r.evidence = %8$L AND r.record_id = ANY ($1) AND r.version <= $2
-               AND NOT r.deleted AND r.payload IS NOT NULL AND (b.version IS NULL OR b.version < r.version)
+             WHERE r.subscription_id = %7$s AND r.evidence = %8$L AND r.version > $3 AND r.version <= $2
+               AND ($1 IS NULL OR r.record_id = ANY ($1)) AND NOT r.deleted AND r.payload IS NOT NULL AND (b.version IS NULL OR b.version < r.version)
             OFFSET 0) s
 ), ready AS MATERIALIZED (
     SELECT s.*, coalesce(s.old_key, %10$s) AS new_key
@@ -269,8 +280,8 @@ WITH src AS MATERIALIZED (
       FROM dbsync.record r
       JOIN LATERAL (SELECT b.local_key, b.version FROM dbsync.binding b
                      WHERE b.mapping_id = %1$s AND b.remote_id = r.record_id OFFSET 0) b ON true
-     WHERE r.subscription_id = %2$s AND r.evidence = %3$L AND r.record_id = ANY ($1) AND r.version <= $2
-       AND r.deleted AND b.version < r.version
+     WHERE r.subscription_id = %2$s AND r.evidence = %3$L AND r.version > $3 AND r.version <= $2
+       AND ($1 IS NULL OR r.record_id = ANY ($1)) AND r.deleted AND b.version < r.version
 ), act AS (
     %4$s
 ), bind AS (
@@ -287,6 +298,84 @@ $sql$,
             'FROM src s' || CASE WHEN m.on_delete = 'ignore' THEN '' ELSE ' WHERE s.record_id IN (SELECT record_id FROM act)' END
             || '), ''[]'')'
         ELSE 'NULL::jsonb' END);
+END
+$$;
+
+-- Internal: applies the staged records of a mapping with a version after "after" and up to "upto",
+-- of the ids given (NULL: all of them); a failing set is split in halves until the failing records
+-- are alone, and each of those becomes an 'error' checkpoint. Returns {applied, inserted, waiting, failed}.
+DROP FUNCTION dbsync.map_apply_ids(dbsync.mapping, text, bigint[], bigint, boolean);
+CREATE FUNCTION dbsync.map_apply_ids(m dbsync.mapping, stmt text, ids bigint[], after bigint, upto bigint,
+                                     deleting boolean)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    applied bigint;
+    inserted bigint;
+    waiting bigint;
+    events jsonb;
+    ev jsonb;
+    context jsonb;
+    calls text[];
+    call text;
+    half integer;
+    a bigint[];
+    b bigint[];
+    state text;
+    msg text;
+    detail text;
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN ARRAY[0, 0, 0, 0];
+    END IF;
+    BEGIN
+        EXECUTE stmt INTO applied, inserted, waiting, events USING ids, upto, after;
+        IF events IS NOT NULL THEN
+            -- What every event of this mapping says, and its listeners, looked up once.
+            SELECT jsonb_build_object('server', s.server, 'evidence', m.evidence, 'table', m.target::text),
+                   array_agg(format('SELECT %s($1)', l.function::regproc) ORDER BY l.id)
+              INTO context, calls
+              FROM dbsync.subscription s JOIN dbsync.listener l ON l.subscription_id = s.id AND l.evidence = m.evidence
+             WHERE s.id = m.subscription_id
+             GROUP BY s.server;
+            FOR ev IN SELECT value FROM jsonb_array_elements(events) LOOP
+                FOREACH call IN ARRAY coalesce(calls, '{}') LOOP
+                    EXECUTE call USING ev || context;
+                END LOOP;
+            END LOOP;
+        END IF;
+        RETURN ARRAY[applied, inserted, waiting, 0];
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+        -- Not the record's fault: the whole apply fails and runs again.
+        IF left(state, 2) IN ('40', '53', '54', '55', '57', '58', 'XX') THEN
+            RAISE;
+        END IF;
+    END;
+    IF ids IS NULL THEN
+        -- The whole window failed: its records, to split.
+        SELECT array_agg(r.record_id ORDER BY r.version) INTO ids FROM dbsync.record r
+         WHERE r.subscription_id = m.subscription_id AND r.evidence = m.evidence AND r.deleted = deleting
+           AND r.version > after AND r.version <= upto;
+    END IF;
+    IF cardinality(ids) > 1 THEN
+        half := cardinality(ids) / 2;
+        a := dbsync.map_apply_ids(m, stmt, ids[1:half], after, upto, deleting);
+        b := dbsync.map_apply_ids(m, stmt, ids[half + 1:], after, upto, deleting);
+        RETURN ARRAY[a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4]];
+    END IF;
+    INSERT INTO dbsync.checkpoint AS c (mapping_id, evidence, remote_id, version, reason, sqlstate, error, payload)
+    SELECT m.id, m.evidence, r.record_id, r.version, 'error', state,
+           msg || CASE WHEN detail IS NULL OR detail = '' THEN '' ELSE ' (' || detail || ')' END, r.payload
+      FROM dbsync.record r
+     WHERE r.subscription_id = m.subscription_id AND r.evidence = m.evidence AND r.record_id = ids[1]
+    ON CONFLICT (mapping_id, remote_id) WHERE NOT reviewed DO UPDATE
+       SET version = excluded.version, reason = 'error', sqlstate = excluded.sqlstate, error = excluded.error,
+           payload = excluded.payload, waiting_evidence = NULL, waiting_id = NULL, waiting_code = NULL,
+           attempts = c.attempts + 1, updated_at = now();
+    RETURN ARRAY[0, 0, 0, 1];
 END
 $$;
 
@@ -337,18 +426,18 @@ BEGIN
         m := maps[i];
         stmt := NULL;
         WHILE m.upserted_version < upto AND budget > 0 LOOP
-            -- The window ends with the version of its budget-th record (all records of that version in).
-            hi := coalesce((SELECT r.version FROM dbsync.record r
-                             WHERE r.subscription_id = sub_id AND r.evidence = m.evidence
-                               AND r.version > m.upserted_version AND r.version <= upto
-                             ORDER BY r.version OFFSET budget - 1 LIMIT 1), upto);
-            SELECT count(*), array_agg(r.record_id ORDER BY r.version) FILTER (WHERE NOT r.deleted)
-              INTO n, ids FROM dbsync.record r
-             WHERE r.subscription_id = sub_id AND r.evidence = m.evidence
-               AND r.version > m.upserted_version AND r.version <= hi;
-            IF ids IS NOT NULL THEN
+            -- The window: the next budget records, and any others of its last version.
+            SELECT count(*), max(w.version) INTO n, hi
+              FROM (SELECT r.version FROM dbsync.record r
+                     WHERE r.subscription_id = sub_id AND r.evidence = m.evidence
+                       AND r.version > m.upserted_version AND r.version <= upto
+                     ORDER BY r.version LIMIT budget) w;
+            IF n < budget THEN
+                hi := upto;
+            END IF;
+            IF n > 0 THEN
                 stmt := coalesce(stmt, dbsync.map_upsert_sql(m, dbsync.map_has_listeners(m)));
-                res := dbsync.map_apply_ids(m, stmt, ids, hi, false);
+                res := dbsync.map_apply_ids(m, stmt, NULL, m.upserted_version, hi, false);
                 tot := ARRAY[tot[1] + res[1] - res[2], tot[2] + res[2], tot[3], tot[4] + res[3], tot[5] + res[4]];
             END IF;
             budget := budget - greatest(n, 1);
@@ -366,24 +455,28 @@ BEGIN
             m := maps[i];
             stmt := NULL;
             WHILE m.applied_version < m.upserted_version AND budget > 0 LOOP
-                hi := coalesce((SELECT r.version FROM dbsync.record r
-                                 WHERE r.subscription_id = sub_id AND r.evidence = m.evidence AND r.deleted
-                                   AND r.version > m.applied_version AND r.version <= m.upserted_version
-                                 ORDER BY r.version OFFSET budget - 1 LIMIT 1), m.upserted_version);
-                SELECT array_agg(r.record_id ORDER BY r.version) INTO ids FROM dbsync.record r
-                 WHERE r.subscription_id = sub_id AND r.evidence = m.evidence AND r.deleted
-                   AND r.version > m.applied_version AND r.version <= hi;
-                IF ids IS NOT NULL THEN
+                SELECT count(*), max(w.version) INTO n, hi
+                  FROM (SELECT r.version FROM dbsync.record r
+                         WHERE r.subscription_id = sub_id AND r.evidence = m.evidence AND r.deleted
+                           AND r.version > m.applied_version AND r.version <= m.upserted_version
+                         ORDER BY r.version LIMIT budget) w;
+                IF n < budget THEN
+                    hi := m.upserted_version;
+                END IF;
+                IF n > 0 THEN
                     stmt := coalesce(stmt, dbsync.map_delete_sql(m, dbsync.map_has_listeners(m)));
-                    res := dbsync.map_apply_ids(m, stmt, ids, hi, true);
+                    res := dbsync.map_apply_ids(m, stmt, NULL, m.applied_version, hi, true);
                     tot := ARRAY[tot[1], tot[2], tot[3] + res[1], tot[4], tot[5] + res[4]];
                     -- A record gone remotely that never reached its row: its open checkpoint has nothing left to apply.
                     UPDATE dbsync.checkpoint c SET reviewed = true, resolution = 'superseded', updated_at = now()
-                     WHERE c.mapping_id = m.id AND NOT c.reviewed AND c.remote_id = ANY (ids)
+                      FROM dbsync.record r
+                     WHERE c.mapping_id = m.id AND NOT c.reviewed
+                       AND r.subscription_id = sub_id AND r.evidence = m.evidence AND r.record_id = c.remote_id
+                       AND r.deleted AND r.version > m.applied_version AND r.version <= hi
                        AND NOT EXISTS (SELECT FROM dbsync.binding b WHERE b.mapping_id = m.id AND b.remote_id = c.remote_id
                                           AND b.local_key IS NOT NULL AND NOT b.deleted);
                 END IF;
-                budget := budget - greatest(cardinality(ids), 1);
+                budget := budget - greatest(n, 1);
                 m.applied_version := hi;
             END LOOP;
             IF m.applied_version <> maps[i].applied_version THEN
@@ -408,7 +501,7 @@ BEGIN
                                    AND b.code = c.waiting_code AND b.local_key IS NOT NULL)));
         IF ids IS NOT NULL THEN
             res := dbsync.map_apply_ids(m, dbsync.map_upsert_sql(m, dbsync.map_has_listeners(m)), ids,
-                                        m.upserted_version, false);
+                                        0, m.upserted_version, false);
             tot := ARRAY[tot[1] + res[1] - res[2], tot[2] + res[2], tot[3], tot[4] + res[3], tot[5] + res[4]];
         END IF;
     END LOOP;
@@ -448,7 +541,7 @@ BEGIN
     ELSE
         PERFORM dbsync.map_apply_ids(m, CASE WHEN rec.deleted THEN dbsync.map_delete_sql(m, with_events)
                                              ELSE dbsync.map_upsert_sql(m, with_events) END,
-                                     ARRAY[cp.remote_id], rec.version, rec.deleted);
+                                     ARRAY[cp.remote_id], 0, rec.version, rec.deleted);
         -- Applied now, or already by a later change: nothing is left to do.
         UPDATE dbsync.checkpoint SET reviewed = true, resolution = 'applied', updated_at = now()
          WHERE id = cp.id AND NOT reviewed

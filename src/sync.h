@@ -47,6 +47,7 @@ typedef struct PageRecord
 	int64		version;
 	bool		deleted;
 	const char *json;			/* fetched payload, or NULL */
+	List	   *external_ids;	/* of the change it comes from (NIL for a loaded record) */
 } PageRecord;
 
 /* sync_round.c */

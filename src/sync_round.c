@@ -133,6 +133,7 @@ page_records(FlexiChangePage *page, int *n)
 		all[i].version = page->changes[i].version;
 		all[i].deleted = strcmp(page->changes[i].operation, "delete") == 0;
 		all[i].json = NULL;
+		all[i].external_ids = page->changes[i].external_ids;
 	}
 	qsort(all, page->nchanges, sizeof(PageRecord), compare_page_records);
 	for (int i = 0; i < page->nchanges; i++)

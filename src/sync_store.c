@@ -189,10 +189,12 @@ static void
 upsert_records(int32 id, PageRecord *records, int n)
 {
 	static SPIPlanPtr p;
-	Oid			types[6] = {INT4OID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			types[7] = {INT4OID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 	const char **evidences = palloc(sizeof(char *) * Max(n, 1));
+	const char **external = palloc(sizeof(char *) * Max(n, 1));
 	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
 	int64	   *versions = palloc(sizeof(int64) * Max(n, 1));
 	Datum	   *deleted = palloc(sizeof(Datum) * Max(n, 1));
@@ -211,6 +213,7 @@ upsert_records(int32 id, PageRecord *records, int n)
 		deleted[i] = BoolGetDatum(records[i].deleted);
 		payload_nulls[i] = (records[i].json == NULL);
 		payloads[i] = payload_nulls[i] ? (Datum) 0 : CStringGetTextDatum(local_text(records[i].json));
+		external[i] = array_literal(records[i].external_ids);
 	}
 	values[0] = Int32GetDatum(id);
 	values[1] = text_array(evidences, n);
@@ -219,15 +222,19 @@ upsert_records(int32 id, PageRecord *records, int n)
 	values[4] = PointerGetDatum(construct_array(deleted, n, BOOLOID, 1, true, TYPALIGN_CHAR));
 	values[5] = PointerGetDatum(construct_md_array(payloads, payload_nulls, 1, dims, lbs,
 												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[6] = text_array(external, n);
 	/* A deleted record keeps its last known payload; a missing payload keeps the stored one. */
 	run(txn_plan(&p,
-			 "INSERT INTO dbsync.record AS r (subscription_id, evidence, record_id, version, deleted, payload) "
-			 "SELECT $1, u.e, u.i, u.v, u.d, u.p::jsonb FROM unnest($2, $3, $4, $5, $6) AS u(e, i, v, d, p) "
+			 "INSERT INTO dbsync.record AS r (subscription_id, evidence, record_id, version, deleted, payload, "
+			 "external_ids) "
+			 "SELECT $1, u.e, u.i, u.v, u.d, u.p::jsonb, u.x::text[] FROM unnest($2, $3, $4, $5, $6, $7) "
+			 "AS u(e, i, v, d, p, x) "
 			 "ON CONFLICT (subscription_id, evidence, record_id) DO UPDATE "
 			 "SET version = excluded.version, deleted = excluded.deleted, "
-			 "payload = coalesce(excluded.payload, r.payload), updated_at = now() "
+			 "payload = coalesce(excluded.payload, r.payload), external_ids = excluded.external_ids, "
+			 "updated_at = now() "
 			 "WHERE r.version <= excluded.version",
-			 6, types), values, nulls, SPI_OK_INSERT);
+			 7, types), values, nulls, SPI_OK_INSERT);
 }
 
 void
@@ -246,6 +253,7 @@ store_load_page(int32 id, const char *evidence, FlexiRecordList *list, int64 ver
 		records[i].version = version;
 		records[i].deleted = false;
 		records[i].json = list->records[i].json;
+		records[i].external_ids = NIL;
 	}
 	upsert_records(id, records, list->nrecords);
 

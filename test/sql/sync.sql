@@ -63,6 +63,13 @@ SELECT count(*) AS stale_records FROM dbsync.record r
  WHERE NOT r.deleted
    AND EXISTS (SELECT FROM dbsync.change c WHERE c.evidence = r.evidence AND c.record_id = r.record_id)
    AND r.payload->>'popis' <> format('Simulated record, last change in version %s', r.version);
+-- A record keeps the external ids of its last change (what its binding shows); loaded ones have none.
+SELECT count(*) FILTER (WHERE c.version IS NOT NULL) AS changed, count(*) FILTER (WHERE c.version IS NULL) AS loaded,
+       count(*) FILTER (WHERE r.external_ids IS DISTINCT FROM coalesce(c.external_ids, '{}')) AS wrong_external_ids
+  FROM dbsync.record r
+  LEFT JOIN dbsync.change c ON c.subscription_id = r.subscription_id AND c.version = r.version AND c.record_id = r.record_id;
+SELECT r.evidence, r.record_id, r.external_ids FROM dbsync.record r
+ WHERE cardinality(r.external_ids) > 0 ORDER BY r.version DESC LIMIT 2;
 
 -- A failed page leaves nothing behind: not its changes, not its records, not the cursor.
 \! curl -s -o /dev/null -X POST "http://127.0.0.1:$DBSYNC_SIM_PORT/_sim/append?company=live30&count=5"
