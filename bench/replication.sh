@@ -379,7 +379,7 @@ if [ -n "$dbsync_secs" ]; then
   echo "dbsync: executionTime $ms ms; entries $r_ins inserts, $r_upd updates, $r_del deletes; $r_tx transactions;"
   echo "  $r_entries rows written on the target after folding; source backend CPU $dbsync_cpu s"
   stmt_secs=$(awk -F'|' '{ s += $3 } END { printf "%.2f", s }' "$work/statements.out")
-  echo "  of its $(printf '%.2f' "$dbsync_secs") s: target statements $stmt_secs s, source backend CPU $dbsync_cpu s (one after the other)"
+  echo "  of its $(printf '%.2f' "$dbsync_secs") s: target statements $stmt_secs s, source backend CPU $dbsync_cpu s (they overlap: the source folds the next batch while the target applies one)"
   echo "  target statements (pg_stat_statements, dbsync_tgt): kind | calls | seconds | rows"
   sed 's/^/    /' "$work/statements.out"
 fi
