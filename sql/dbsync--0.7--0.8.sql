@@ -138,13 +138,13 @@ BEGIN
       FROM resolved s
       CROSS JOIN LATERAL (SELECT v.i, v.field FROM (VALUES %3$s) v(i, field)
                            WHERE s.ref_wants[v.i] IS NOT NULL AND s.ref_keys[v.i] IS NULL ORDER BY v.i LIMIT 1) w
-     WHERE NOT (%4$s)
+     WHERE NOT s.is_ready
     ON CONFLICT (mapping_id, remote_id) WHERE NOT reviewed DO UPDATE
        SET version = excluded.version, reason = excluded.reason, sqlstate = NULL, error = excluded.error,
            payload = excluded.payload, waiting_evidence = excluded.waiting_evidence,
            waiting_id = excluded.waiting_id, waiting_code = excluded.waiting_code,
            attempts = c.attempts + 1, updated_at = now()
-    RETURNING 1$w$, m.id, m.evidence, array_to_string(ref_fields, ', '), ready_cond);
+    RETURNING 1$w$, m.id, m.evidence, array_to_string(ref_fields, ', '));
     END IF;
 
     FOR a IN SELECT att.attname, format_type(att.atttypid, NULL) AS typ, att.attidentity,
@@ -192,28 +192,32 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- The binding is looked up record by record (OFFSET 0 keeps the lookup a nested loop: a hash
-    -- join would read every binding of the mapping for each window). The external ids are those of
-    -- the change the staged state comes from (looked up for records staged before 0.8).
+    -- Each record's state is computed once (resolved): whether its references are bound (is_ready)
+    -- and its key; ready is a view of it. The binding is looked up record by record (OFFSET 0 keeps
+    -- the lookup a nested loop: a hash join would read every binding of the mapping for each
+    -- window); a record without one gets it by a plain INSERT (rounds of a subscription never
+    -- overlap). The external ids are those of the change the staged state comes from (looked up
+    -- for records staged before 0.8).
     RETURN format($sql$
 WITH resolved AS MATERIALIZED (
-    SELECT s.*, ARRAY[%9$s]::text[] AS ref_keys
-      FROM (SELECT r.record_id, r.version, r.payload, b.local_key AS old_key, %1$s AS t,
-                   ARRAY[%2$s]::text[] AS ref_evs, ARRAY[%3$s]::bigint[] AS ref_ids,
-                   ARRAY[%4$s]::text[] AS ref_codes, ARRAY[%5$s]::text[] AS ref_wants,
-                   coalesce(r.external_ids, (SELECT c.external_ids FROM dbsync.change c
-                                              WHERE c.subscription_id = r.subscription_id AND c.version = r.version
-                                                AND c.record_id = r.record_id)) AS ext_ids
-              FROM dbsync.record r
-              LEFT JOIN LATERAL (SELECT b.local_key, b.version FROM dbsync.binding b
-                                  WHERE b.mapping_id = %6$s AND b.remote_id = r.record_id OFFSET 0) b ON true
-             WHERE r.subscription_id = %7$s AND r.evidence = %8$L AND r.version > $3 AND r.version <= $2
-               AND ($1 IS NULL OR r.record_id = ANY ($1)) AND NOT r.deleted AND r.payload IS NOT NULL AND (b.version IS NULL OR b.version < r.version)
+    SELECT s.*, %18$s AS is_ready, CASE WHEN %18$s THEN coalesce(s.old_key, %10$s) END AS new_key
+      FROM (SELECT s.*, ARRAY[%9$s]::text[] AS ref_keys
+              FROM (SELECT r.record_id, r.version, r.payload, b.local_key AS old_key, b.version AS bound_version,
+                           %1$s AS t, ARRAY[%2$s]::text[] AS ref_evs, ARRAY[%3$s]::bigint[] AS ref_ids,
+                           ARRAY[%4$s]::text[] AS ref_codes, ARRAY[%5$s]::text[] AS ref_wants,
+                           coalesce(r.external_ids, (SELECT c.external_ids FROM dbsync.change c
+                                                      WHERE c.subscription_id = r.subscription_id AND c.version = r.version
+                                                        AND c.record_id = r.record_id)) AS ext_ids
+                      FROM dbsync.record r
+                      LEFT JOIN LATERAL (SELECT b.local_key, b.version FROM dbsync.binding b
+                                          WHERE b.mapping_id = %6$s AND b.remote_id = r.record_id OFFSET 0) b ON true
+                     WHERE r.subscription_id = %7$s AND r.evidence = %8$L AND r.version > $3 AND r.version <= $2
+                       AND ($1 IS NULL OR r.record_id = ANY ($1)) AND NOT r.deleted AND r.payload IS NOT NULL
+                       AND (b.version IS NULL OR b.version < r.version)
+                    OFFSET 0) s
             OFFSET 0) s
-), ready AS MATERIALIZED (
-    SELECT s.*, coalesce(s.old_key, %10$s) AS new_key
-      FROM resolved s
-     WHERE %18$s
+), ready AS NOT MATERIALIZED (
+    SELECT s.* FROM resolved s WHERE s.is_ready
 ), upd AS (
     UPDATE %11$s AS x SET (%12$s) = ROW(%13$s)
       FROM ready s WHERE s.old_key IS NOT NULL AND x.%14$s = s.old_key::%15$s
@@ -223,11 +227,13 @@ WITH resolved AS MATERIALIZED (
     SELECT %17$s FROM ready s WHERE s.record_id NOT IN (SELECT record_id FROM upd)
     RETURNING 1
 ), bind AS (
-    INSERT INTO dbsync.binding AS b (mapping_id, remote_id, evidence, code, external_ids, local_key, version)
-    SELECT %6$s, s.record_id, %8$L, s.payload->>'kod', s.ext_ids, s.new_key, s.version FROM ready s
-    ON CONFLICT (mapping_id, remote_id) DO UPDATE
-       SET code = excluded.code, external_ids = excluded.external_ids, local_key = excluded.local_key,
-           version = excluded.version, deleted = false, updated_at = now()
+    INSERT INTO dbsync.binding (mapping_id, remote_id, evidence, code, external_ids, local_key, version)
+    SELECT %6$s, s.record_id, %8$L, s.payload->>'kod', s.ext_ids, s.new_key, s.version
+      FROM ready s WHERE s.bound_version IS NULL
+), rebind AS (
+    UPDATE dbsync.binding b SET code = s.payload->>'kod', external_ids = s.ext_ids, local_key = s.new_key,
+           version = s.version, deleted = false, updated_at = now()
+      FROM ready s WHERE s.bound_version IS NOT NULL AND b.mapping_id = %6$s AND b.remote_id = s.record_id
 ), closed AS (
     UPDATE dbsync.checkpoint c SET reviewed = true, resolution = 'applied', updated_at = now()
      WHERE c.mapping_id = %6$s AND NOT c.reviewed AND c.remote_id IN (SELECT record_id FROM ready)
