@@ -311,11 +311,15 @@ $$;
 -- of the ids given (NULL: all of them); a failing set is split in halves until the failing records
 -- are alone, and each of those becomes an 'error' checkpoint. Returns {applied, inserted, waiting, failed}.
 DROP FUNCTION dbsync.map_apply_ids(dbsync.mapping, text, bigint[], bigint, boolean);
+-- JIT is off: a window is a few thousand records, and compiling its statement cost more than the
+-- whole apply once the planner's estimate crossed jit_optimize_above_cost (1.1 s per window of
+-- 10,000 lines seen in bench/connector.sh at 1M).
 CREATE FUNCTION dbsync.map_apply_ids(m dbsync.mapping, stmt text, ids bigint[], after bigint, upto bigint,
                                      deleting boolean)
 RETURNS bigint[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
     applied bigint;
