@@ -45,7 +45,8 @@ OBJS = \
 	src/repl_sync.o \
 	src/repl_sql.o \
 	src/job_wake.o \
-	src/job_kinds.o
+	src/job_kinds.o \
+	src/extension_version.o
 
 DATA = $(wildcard sql/dbsync--*.sql)
 PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
@@ -53,7 +54,9 @@ PGFILEDESC = "dbsync - sync PostgreSQL with remote systems"
 # Warnings are errors; override with WERROR= for experiments only.
 WERROR ?= -Werror
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(WERROR)
-PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir)
+# The SQL version this build is for (the runner refuses a database at another one).
+EXT_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dbsync.control)
+PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir) -DDBSYNC_VERSION='"$(EXT_VERSION)"'
 SHLIB_LINK = -lcurl -ljansson -lcrypto -lpthread -lpq
 
 REGRESS = fdw_options changes_fetch changes_control http_errors security sync upgrade_api export_api ilog replication connector upgrade

@@ -4,7 +4,7 @@
 #ifndef DBSYNC_H
 #define DBSYNC_H
 
-#define DBSYNC_VERSION "0.1"
+/* DBSYNC_VERSION (default_version of dbsync.control) comes from the Makefile. */
 #define DBSYNC_USER_AGENT "dbsync/" DBSYNC_VERSION
 
 /* Defaults for servers that do not set their own (GUCs, in milliseconds and bytes). */

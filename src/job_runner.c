@@ -11,7 +11,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -39,17 +38,30 @@
 /* How soon a job whose subscription was busy tries again. */
 #define BUSY_RETRY_MS 1000
 
-/* Whether the database has dbsync with its job queue. */
+/*
+ * Whether the database has dbsync, at the version this build is for, with its job queue. A database
+ * still at another version gets a WARNING each time a runner looks (every dbsync.naptime) and no job
+ * runs there until ALTER EXTENSION dbsync UPDATE.
+ */
 static bool
-extension_ready(void)
+extension_ready(const char *dbname)
 {
 	bool		ready;
 	Oid			nsp;
+	char	   *version;
 
 	StartTransactionCommand();
 	nsp = get_namespace_oid("dbsync", true);
-	ready = OidIsValid(get_extension_oid("dbsync", true)) && OidIsValid(nsp) &&
-		OidIsValid(get_relname_relid("job", nsp));
+	version = dbsync_installed_version();
+	ready = version != NULL && OidIsValid(nsp) && OidIsValid(get_relname_relid("job", nsp));
+	if (ready && strcmp(version, DBSYNC_VERSION) != 0)
+	{
+		ereport(WARNING,
+				(errmsg("dbsync: database \"%s\" has dbsync %s installed, but this build is %s: its jobs do not run",
+						dbname, version, DBSYNC_VERSION),
+				 errhint("Run ALTER EXTENSION dbsync UPDATE in that database.")));
+		ready = false;
+	}
 	CommitTransactionCommand();
 	return ready;
 }
@@ -241,7 +253,7 @@ dbsync_runner_main(Datum arg)
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("dbsync job runner");
 
-	if (!extension_ready())
+	if (!extension_ready(dbname))
 		runner_exit(slot, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dbsync_naptime_s * 1000L));
 
 	job_cxt = AllocSetContextCreate(TopMemoryContext, "dbsync job", ALLOCSET_DEFAULT_SIZES);

@@ -68,6 +68,9 @@ extern void dbsync_request_runner(int slot);
 extern bool dbsync_am_runner;
 extern bool dbsync_wake_at_commit(void);
 
+/* extension_version.c */
+extern char *dbsync_installed_version(void);
+
 /* worker_launcher.c */
 extern void dbsync_register_launcher(void);
 PGDLLEXPORT void dbsync_launcher_main(Datum arg);

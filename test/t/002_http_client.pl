@@ -49,7 +49,9 @@ flexi_server($node, 'zipped', 'gzip');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM dbsync_changes_fetch('zipped', "limit" => 1000)}),
 	'332', 'a gzip-compressed page is read whole');
 $stats = sim_get('/_sim/stats');
-like($stats, qr{"user_agents":\s*\{"dbsync/0\.1":\s*1\}}, 'User-Agent is dbsync/0.1');
+my $version = $node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'dbsync'});
+like($version, qr/^\d+\.\d+$/, "the installed version ($version)");
+like($stats, qr{"user_agents":\s*\{"dbsync/\Q$version\E":\s*1\}}, "User-Agent is dbsync/$version");
 like($stats, qr{"accept_encodings":\s*\{"[^"]*gzip[^"]*":\s*1\}}, 'Accept-Encoding offers gzip');
 
 $node->stop;
